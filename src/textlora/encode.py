@@ -1,0 +1,65 @@
+"""Texts -> token ids, the same way for training, evaluation and prediction.
+
+Truncation strategies for texts longer than max_length:
+- head: the first max_length tokens (the tokenizer's own truncation);
+- head_tail: the first `head_tokens` and the last max_length - head_tokens
+  (Sun et al. 2019 found head 128 + tail 382 best on IMDB at 512).
+Batches are padded only to their longest member (dynamic padding).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from textlora.config import ModelConfig
+
+
+def encode_texts(tokenizer, texts: Sequence[str], model_cfg: ModelConfig) -> dict[str, list[list[int]]]:
+    """Token ids (and attention masks) for each text, truncated, not padded."""
+    texts = list(texts)
+    if model_cfg.truncation == "head":
+        return dict(tokenizer(texts, truncation=True, max_length=model_cfg.max_length))
+    encoded = dict(tokenizer(texts, truncation=False, verbose=False))
+    head = model_cfg.head_tokens
+    tail = model_cfg.max_length - head
+    for key, rows in encoded.items():
+        # Special tokens sit at both ends ([CLS] ... [SEP]), so slicing the
+        # ends keeps them in place.
+        encoded[key] = [row if len(row) <= model_cfg.max_length else row[:head] + row[-tail:] for row in rows]
+    return encoded
+
+
+def token_length_stats(tokenizer, texts: Sequence[str], max_length: int, limit: int = 2000) -> dict[str, Any]:
+    """Percentiles of untruncated token lengths and the share cut by max_length."""
+    texts = list(texts)[:limit]
+    if not texts:
+        return {}
+    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]])
+    p50, p90, p95, p99 = np.percentile(lengths, [50, 90, 95, 99])
+    return {
+        "counted": int(len(lengths)),
+        "mean": float(lengths.mean()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p95": float(p95),
+        "p99": float(p99),
+        "max": int(lengths.max()),
+        "truncated_share": float((lengths > max_length).mean()),
+    }
+
+
+def to_dataset(texts: Sequence[str], labels: Sequence[int] | None, tokenizer, model_cfg: ModelConfig):
+    """A datasets.Dataset of token ids (+ `labels`), ready for the Trainer."""
+    import datasets
+
+    columns = encode_texts(tokenizer, texts, model_cfg)
+    if labels is not None:
+        columns["labels"] = [int(label) for label in labels]
+    return datasets.Dataset.from_dict(columns)
+
+
+def pad_batch(tokenizer, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """Pad a list of encoded rows to their longest member, as torch tensors."""
+    return tokenizer.pad(rows, padding=True, return_tensors="pt")

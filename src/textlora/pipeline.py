@@ -1,0 +1,206 @@
+"""One experiment end to end: config -> data -> baselines -> model -> train -> evaluate -> run folder.
+
+`run_experiment` is what `textlora train` calls; notebooks call it the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from textlora import __version__
+from textlora.config import ADAPTER_METHODS, Config
+from textlora.data import Splits, fingerprint, load_splits
+from textlora.encode import encode_texts, to_dataset, token_length_stats
+from textlora.errors import TextloraError
+from textlora.runs import FORMAT, RUN_MARKER, abandon_run, finish_run, folder_size, start_run, write_json
+from textlora.tables import comparison_table, epoch_table, render
+
+Printer = Callable[[str], None]
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "textlora": __version__}
+    for name in ("torch", "transformers", "peft", "datasets", "accelerate", "scikit-learn"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def print_data_summary(splits: Splits, lengths: dict[str, Any], max_length: int, say: Printer) -> None:
+    summary = splits.summary()
+    names = splits.label_names
+    rows = [[split] + [info["rows"]] + [info["class_counts"][n] for n in names] for split, info in summary["splits"].items()]
+    say(render(["split", "rows", *names], rows))
+    if lengths:
+        say(
+            f"tokens per text (train sample of {lengths['counted']}): mean {lengths['mean']:.0f}, "
+            f"p50 {lengths['p50']:.0f}, p90 {lengths['p90']:.0f}, p99 {lengths['p99']:.0f}, max {lengths['max']}; "
+            f"{lengths['truncated_share']:.1%} longer than max_length {max_length}"
+        )
+    for note in splits.notes:
+        say(f"note: {note}")
+
+
+def model_card(cfg: Config, info: dict[str, Any], metrics: dict[str, Any]) -> str:
+    rows = [(name, row) for name, row in comparison_rows(metrics)]
+    params = metrics["params"]
+    lines = [
+        f"# {cfg.name}",
+        "",
+        f"Text classifier trained by textlora {__version__}: `{cfg.model.name}` adapted with **{cfg.method}** "
+        f"on `{cfg.data.source}` ({', '.join(info['label_names'])}).",
+        "",
+        "## Results on the test rows",
+        "",
+        comparison_table(rows, markdown=True),
+        "",
+        "## Per epoch (validation rows)",
+        "",
+        epoch_table(metrics["epochs"], markdown=True),
+        "",
+        "## Cost",
+        "",
+        f"- trainable parameters: {params['trainable']:,} of {params['total']:,} ({params['trainable_ratio']:.2%})",
+        f"- training time: {metrics['timing']['train_seconds']:.1f} s, {metrics['timing']['train_samples_per_second']:.2f} samples/s",
+        f"- peak memory: {metrics['timing']['peak_memory_mb']:.0f} MiB",
+        f"- artifact to ship (`{info['artifact']}/`): {metrics['artifact_bytes'] / 2**20:.2f} MiB",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"textlora predict {cfg.output_dir}/{cfg.name} \"some text\"",
+        "```",
+        "",
+        "The recipe is in `config.yaml`; every figure above is in `metrics.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    names = {"tfidf": "TF-IDF + LR", "pre_adaptation": "Pre-adaptation"}
+    rows = [(names.get(k, k), v) for k, v in metrics.get("baselines", {}).items()]
+    if metrics.get("final"):
+        rows.append((f"Fine-tuned ({metrics.get('method', '')})", metrics["final"]))
+    return rows
+
+
+def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, say: Printer = print) -> Path:
+    """Run one experiment and return its run folder."""
+    from textlora.baselines import tfidf_logreg
+    from textlora.evaluate import evaluate
+    from textlora.models import build_model, load_tokenizer, resolve_model_source
+    from textlora.predict import base_signature
+    from textlora.train import train_model
+
+    final_dir, work_dir = start_run(cfg.output_dir, cfg.name, overwrite)
+    try:
+        started = time.perf_counter()
+        source = resolve_model_source(cfg.model.name)
+        splits = load_splits(cfg.data, cfg.seed)
+        tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
+        lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
+        say(f"data: {cfg.data.source}")
+        print_data_summary(splits, lengths, cfg.model.max_length, say)
+
+        metrics: dict[str, Any] = {
+            "name": cfg.name,
+            "method": cfg.method,
+            "base_model": cfg.model.name,
+            "data": {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)},
+            "baselines": {},
+        }
+        test_texts, test_labels = list(splits.test["text"]), list(splits.test["label"])
+        if "tfidf" in cfg.baselines:
+            say("baseline: TF-IDF + logistic regression ...")
+            metrics["baselines"]["tfidf"] = tfidf_logreg(
+                splits.train["text"], splits.train["label"], test_texts, test_labels, splits.label_names, cfg.seed
+            )
+        test_encoded = encode_texts(tokenizer, test_texts, cfg.model)
+        model, params = build_model(cfg, source, splits.label_names, tokenizer)
+        metrics["params"] = params.as_dict()
+        say(f"model: {cfg.model.name} + {cfg.method}: {params.trainable:,} trainable of {params.total:,} parameters ({params.ratio:.2%})")
+        if "pre_adaptation" in cfg.baselines:
+            say("baseline: the model before adaptation ...")
+            metrics["baselines"]["pre_adaptation"] = evaluate(
+                model, test_encoded, test_labels, splits.label_names, tokenizer, cfg.train.eval_batch_size, not quiet
+            )
+
+        train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, cfg.model)
+        validation_set = to_dataset(splits.validation["text"], splits.validation["label"], tokenizer, cfg.model)
+        say(f"training: {len(train_set)} rows, {cfg.train.epochs:g} epoch(s), lr {cfg.learning_rate:g}, batch {cfg.train.batch_size}")
+        result = train_model(cfg, model, tokenizer, train_set, validation_set, splits.label_names,
+                             str(work_dir / "checkpoints"), quiet=quiet)
+        metrics["epochs"] = result.epochs
+        say(epoch_table(result.epochs))
+        metrics["final"] = evaluate(model, test_encoded, test_labels, splits.label_names, tokenizer,
+                                    cfg.train.eval_batch_size, not quiet)
+        metrics["optimizer_groups"] = result.optimizer_groups
+        metrics["timing"] = {
+            "train_seconds": result.seconds,
+            "epoch_seconds": [e.get("seconds") for e in result.epochs],
+            "train_samples_per_second": result.samples_per_second,
+            "peak_memory_mb": result.peak_memory_mb,
+        }
+
+        artifact = "adapter" if cfg.method in ADAPTER_METHODS else "model"
+        save_artifacts(model, tokenizer, cfg, splits.label_names, work_dir / artifact)
+        tokenizer.save_pretrained(str(work_dir / "tokenizer"))
+        metrics["artifact_bytes"] = folder_size(work_dir / artifact)
+        metrics["timing"]["total_seconds"] = time.perf_counter() - started
+        metrics["versions"] = package_versions()
+        info = {
+            "format": FORMAT,
+            "finished": True,
+            "name": cfg.name,
+            "method": cfg.method,
+            "artifact": artifact,
+            "base_model": cfg.model.name,
+            "base_model_source": source,
+            "base_signature": base_signature(model.config),
+            "label_names": splits.label_names,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "textlora_version": __version__,
+        }
+        (work_dir / "config.yaml").write_text(cfg.to_yaml())
+        write_json(work_dir / "labels.json", splits.label_names)
+        write_json(work_dir / "metrics.json", metrics)
+        (work_dir / "README.md").write_text(model_card(cfg, info, metrics))
+        shutil_rmtree(work_dir / "checkpoints")
+        write_json(work_dir / RUN_MARKER, info)  # last: its presence marks a complete run
+        finish_run(work_dir, final_dir)
+    except BaseException:
+        abandon_run(work_dir)
+        raise
+    say("")
+    say(comparison_table(comparison_rows(metrics)))
+    say(f"\nrun saved to {final_dir}")
+    return final_dir
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def save_artifacts(model, tokenizer, cfg: Config, label_names: list[str], out: Path) -> None:
+    """Adapter methods: the peft adapter (head inside, via modules_to_save) plus
+    the model config holding the label names; full/head: the whole model."""
+    if cfg.method in ADAPTER_METHODS:
+        model.save_pretrained(str(out), safe_serialization=True)
+        # The classification config (num_labels, id2label) beside the adapter,
+        # so plain transformers can rebuild the right head shape with labels.
+        model.get_base_model().config.save_pretrained(str(out))
+    else:
+        model.save_pretrained(str(out), safe_serialization=True)
+    if not any(out.glob("*.safetensors")):
+        raise TextloraError(f"saving to {out} wrote no safetensors file; this is a bug, please report it")

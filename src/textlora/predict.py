@@ -1,0 +1,128 @@
+"""Prediction from a run folder: label, confidence and every class probability.
+
+    from textlora.predict import Predictor
+    predictor = Predictor.from_run("runs/demo")
+    predictor.predict(["Great film!"])[0].probabilities  # {"negative": 0.02, "positive": 0.98}
+
+The adapter is merged into the base weights once at load time (peft
+merge_and_unload), so inference runs a plain transformers model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from textlora.config import ModelConfig
+from textlora.data import clean_html
+from textlora.encode import encode_texts
+from textlora.errors import TextloraError
+from textlora.evaluate import predict_probs
+from textlora.runs import RunDir, open_run
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def base_signature(config) -> dict[str, Any]:
+    """What must match between an adapter's base model and the one it is loaded on."""
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "d_model", "dim", "n_layers")
+    return {k: getattr(config, k) for k in keys if getattr(config, k, None) is not None}
+
+
+def _load_failed(what: Path, err: Exception) -> TextloraError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+    return TextloraError(f"could not load {what} ({first}); the file is corrupt or truncated, re-train or restore the run")
+
+
+def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = True):
+    """The run's classifier as a plain transformers model (adapter merged when `merge`)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from textlora.models import resolve_model_source
+
+    trust = bool(run.config().get("model", {}).get("trust_remote_code", False))
+    if run.info["artifact"] == "model":
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(str(run.artifact), trust_remote_code=trust)
+        except Exception as err:  # safetensors raises several types on a damaged file
+            raise _load_failed(run.artifact, err) from None
+    from peft import PeftModel
+
+    source = resolve_model_source(base_model) if base_model else run.info["base_model_source"]
+    if base_model is None and not Path(source).exists() and run.info["base_model"] != source:
+        source = resolve_model_source(run.info["base_model"])  # e.g. packaged: on another machine
+    try:
+        config = AutoConfig.from_pretrained(str(run.artifact))
+        base_config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
+    except (OSError, ValueError) as err:
+        raise _load_failed(run.artifact, err) from None
+    recorded = run.info.get("base_signature")
+    if recorded and base_signature(base_config) != recorded:
+        raise TextloraError(
+            f"base model {base_model or source!r} differs from the one this adapter was trained on "
+            f"({run.info['base_model']!r}: {recorded}); pass that model with --model"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(source, config=config, trust_remote_code=trust)
+    try:
+        model = PeftModel.from_pretrained(model, str(run.artifact))
+    except Exception as err:
+        raise _load_failed(run.artifact / "adapter_model.safetensors", err) from None
+    return model.merge_and_unload() if merge else model
+
+
+class Predictor:
+    """A trained classifier with its tokenizer, label names and text preprocessing."""
+
+    def __init__(self, model, tokenizer, label_names: list[str], model_cfg: ModelConfig,
+                 clean: bool = False, batch_size: int = 64):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.label_names = list(label_names)
+        self.model_cfg = model_cfg
+        self.clean = clean
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64) -> "Predictor":
+        from textlora.models import load_tokenizer
+
+        run = open_run(path)
+        config = run.config()
+        model_cfg = ModelConfig(**{k: v for k, v in config.get("model", {}).items() if k in ModelConfig.__dataclass_fields__})
+        tokenizer = load_tokenizer(str(run.path / "tokenizer"))
+        model = load_run_model(run, base_model)
+        return cls(model, tokenizer, run.label_names, model_cfg,
+                   clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size)
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        texts = [str(t) for t in texts]
+        return [clean_html(t) for t in texts] if self.clean else texts
+
+    def predict_probs(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.label_names)))
+        encoded = encode_texts(self.tokenizer, self.prepare(texts), self.model_cfg)
+        return predict_probs(self.model, encoded, self.tokenizer, self.batch_size, progress)
+
+    def predict(self, texts: Sequence[str], progress: bool = False) -> list[Prediction]:
+        probs = self.predict_probs(texts, progress)
+        out = []
+        for row in probs:
+            best = int(row.argmax())
+            out.append(Prediction(
+                label=self.label_names[best],
+                confidence=float(row[best]),
+                probabilities={name: float(p) for name, p in zip(self.label_names, row)},
+            ))
+        return out

@@ -1,0 +1,101 @@
+"""End to end on the tiny random BERT: the run folder, its numbers, and reloading it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from textlora.runs import open_run
+
+
+def test_run_folder_has_exactly_the_expected_files(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert names == {"run.json", "config.yaml", "metrics.json", "adapter", "tokenizer", "labels.json", "README.md"}
+    adapter = {p.name for p in (tiny_run / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "config.json"} <= adapter
+    assert not list(tiny_run.parent.glob(".*partial*"))
+    assert json.loads((tiny_run / "labels.json").read_text()) == ["negative", "positive"]
+
+
+def test_metrics_json_has_every_row_and_metric(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"tfidf", "pre_adaptation"}
+    for row in [metrics["final"], *metrics["baselines"].values()]:
+        for key in ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc",
+                    "confusion_matrix", "per_class"):
+            assert key in row, key
+    assert len(metrics["epochs"]) == 3
+    for epoch in metrics["epochs"]:
+        for key in ("train_loss", "loss", "accuracy", "precision", "recall", "f1", "roc_auc", "seconds"):
+            assert epoch[key] is not None, key
+    assert metrics["params"]["trainable"] < metrics["params"]["total"]
+    assert metrics["timing"]["peak_memory_mb"] > 0 and metrics["artifact_bytes"] > 0
+    assert metrics["data"]["fingerprint"]
+
+
+def test_lora_trainable_parameters_counted_exactly(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    hidden, layers, r, labels = 32, 2, 8, 2
+    lora = layers * 2 * (r * hidden + hidden * r)  # query and value: A (r x in) + B (out x r)
+    head = hidden * labels + labels
+    assert metrics["params"]["trainable"] == lora + head
+
+
+def test_loss_goes_down_and_model_beats_pre_adaptation(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    losses = [e["train_loss"] for e in metrics["epochs"]]
+    assert losses[-1] < losses[0]
+    assert metrics["final"]["accuracy"] > metrics["baselines"]["pre_adaptation"]["accuracy"] + 0.2
+    assert metrics["final"]["accuracy"] >= 0.9
+
+
+def test_predictor_reproduces_saved_test_metrics(tiny_run):
+    from textlora.predict import Predictor
+
+    run = open_run(tiny_run)
+    predictor = Predictor.from_run(tiny_run)
+    assert predictor.label_names == ["negative", "positive"]
+    out = predictor.predict(["the film was great and wonderful", "awful boring terrible plot"])
+    assert [p.label for p in out] == ["positive", "negative"]
+    for p in out:
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
+        assert p.confidence == max(p.probabilities.values())
+    assert run.info["base_signature"]["hidden_size"] == 32
+
+
+def test_adapter_loads_with_plain_peft_and_transformers(tiny_run):
+    """No textlora import on the loading side: the adapter folder is standard peft."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from textlora.predict import Predictor
+
+    info = json.loads((tiny_run / "run.json").read_text())
+    config = AutoConfig.from_pretrained(tiny_run / "adapter")
+    assert config.id2label == {0: "negative", 1: "positive"}
+    base = AutoModelForSequenceClassification.from_pretrained(info["base_model_source"], config=config)
+    model = PeftModel.from_pretrained(base, tiny_run / "adapter").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
+    texts = ["great superb film", "dull plot and the worst actor", "a story"]
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+        plain = torch.softmax(model(**batch).logits.double(), -1).numpy()
+    ours = Predictor.from_run(tiny_run).predict_probs(texts)
+    np.testing.assert_allclose(ours, plain, atol=1e-5)
+
+
+def test_batched_prediction_equals_one_by_one(tiny_run):
+    from textlora.predict import Predictor
+
+    predictor = Predictor.from_run(tiny_run)
+    texts = ["great", "the movie was really quite boring and the plot was poor and dull", "loved it", "bad"]
+    together = predictor.predict_probs(texts)
+    alone = np.vstack([predictor.predict_probs([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_model_card_shows_the_comparison(tiny_run):
+    card = (tiny_run / "README.md").read_text()
+    assert "TF-IDF + LR" in card and "Pre-adaptation" in card and "Fine-tuned (lora)" in card
+    assert "| Epoch |" in card
