@@ -170,23 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=cmd_predict)
 
-    for register in _extra_commands():
-        register(sub)
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register_cli(sub)
     return parser
 
 
-def _extra_commands():
-    """Sub-commands that live in their own modules (each adds itself to the parser)."""
-    import importlib
-
-    registrars = []
-    for module in ("textlora.accounting",):
-        try:
-            registrars.append(importlib.import_module(module).register_cli)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-    return registrars
+# Modules that add their own sub-command: each has register_cli(subparsers),
+# which adds a parser and sets `func` to a function(args) -> exit code.
+# Their heavy imports stay inside the command functions so --help is fast.
+COMMAND_MODULES: list[str] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
