@@ -27,8 +27,8 @@ def synthetic_reviews(n: int, seed: int = 0) -> pd.DataFrame:
     rows = []
     for i in range(n):
         label = i % 2
-        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
-        for _ in range(rng.randint(1, 3)):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 8))]
+        for _ in range(rng.randint(3, 6)):
             words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
         rows.append({"text": " ".join(words), "label": ["negative", "positive"][label]})
     return pd.DataFrame(rows)
@@ -74,7 +74,7 @@ def reviews_csv(tmp_path_factory) -> str:
 def tiny_overrides(model_dir: str, data: str, out_dir: Path, **extra) -> list[str]:
     settings = {
         "model.name": model_dir, "data.source": data, "output_dir": str(out_dir), "model.max_length": 32,
-        "train.epochs": 3, "train.learning_rate": 5e-3, "train.batch_size": 16, "data.validation_size": 0.15,
+        "train.epochs": 3, "train.learning_rate": 2e-2, "train.batch_size": 16, "data.validation_size": 0.15,
         "data.test_size": 0.25, "data.label_column": "label", "data.text_column": "text",
     }
     settings.update(extra)

@@ -103,7 +103,7 @@ def test_predict_with_truncated_adapter(tiny_run, tmp_path):
 
 
 def test_predict_prints_label_confidence_and_probabilities(tiny_run):
-    result = textlora("predict", tiny_run, "great wonderful film", "terrible awful")
+    result = textlora("predict", tiny_run, "great wonderful superb loved film", "terrible awful worst dull")
     assert result.returncode == 0, result.stderr
     assert "Prediction: positive" in result.stdout and "Prediction: negative" in result.stdout
     assert "Probabilities - negative: " in result.stdout
@@ -113,7 +113,7 @@ def test_predict_file_to_csv(tiny_run, tmp_path):
     import pandas as pd
 
     source = tmp_path / "in.csv"
-    pd.DataFrame({"review": ["great superb", "awful dull"]}).to_csv(source, index=False)
+    pd.DataFrame({"review": ["great superb wonderful loved", "awful dull worst boring"]}).to_csv(source, index=False)
     out = tmp_path / "out.csv"
     result = textlora("predict", tiny_run, "--input", source, "--text-column", "review", "--output", out)
     assert result.returncode == 0, result.stderr

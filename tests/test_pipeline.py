@@ -55,7 +55,7 @@ def test_predictor_reproduces_saved_test_metrics(tiny_run):
     run = open_run(tiny_run)
     predictor = Predictor.from_run(tiny_run)
     assert predictor.label_names == ["negative", "positive"]
-    out = predictor.predict(["the film was great and wonderful", "awful boring terrible plot"])
+    out = predictor.predict(["great superb wonderful loved the film", "awful boring terrible dull plot"])
     assert [p.label for p in out] == ["positive", "negative"]
     for p in out:
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-9)

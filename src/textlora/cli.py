@@ -45,8 +45,9 @@ def _quiet_libraries() -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from textlora.config import load_config
     from textlora.pipeline import run_experiment
+    from textlora.quick import quick_overrides  # --quick (issue 5): before --set, so --set wins
 
-    overrides = list(args.set or [])
+    overrides = (quick_overrides() if args.quick else []) + list(args.set or [])
     if args.model:
         overrides.append(f"model.name={json.dumps(args.model)}")
     if args.data:
@@ -56,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"output_dir={json.dumps(args.output_dir)}")
     cfg = load_config(args.recipe, overrides)
-    run_experiment(cfg, overwrite=args.overwrite, quiet=args.quiet)
+    run_experiment(cfg, overwrite=args.overwrite, quiet=args.quiet, resume=args.resume)
     return 0
 
 
@@ -149,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="run folder name (sets name)")
     train.add_argument("--output-dir", help="where run folders go (sets output_dir; default runs/)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an unfinished run (killed or interrupted) from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--quick", action="store_true",  # issue 5: textlora.quick
+                       help="a seconds-long check of the recipe: 64 train rows, 1 epoch, 64 tokens (numbers mean nothing)")
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser(
@@ -180,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules that add their own sub-command: each has register_cli(subparsers),
 # which adds a parser and sets `func` to a function(args) -> exit code.
 # Their heavy imports stay inside the command functions so --help is fast.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["textlora.serve", "textlora.ui", "textlora.sweep", "textlora.report"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -174,14 +174,21 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     group_by_length: bool = True
     """Batch texts of similar length together so little compute goes to padding."""
+    save_steps: int | None = None
+    """Checkpoint every N optimizer steps (for --resume); null = at the end of every epoch."""
     report_to: str = "none"
     """none | tensorboard | mlflow: passed to the Trainer."""
+    precision: str = "auto"
+    """auto | fp32 | bf16. bf16: frozen base weights held in bf16 under autocast, adapter weights and
+    optimizer state in fp32. auto: bf16 where the hardware runs it natively (CUDA, AVX512-BF16/AMX)."""
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
             raise TextloraError(f"train.epochs must be > 0, got {self.epochs}")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise TextloraError(f"train.learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise TextloraError(f"train.save_steps must be >= 1 or null, got {self.save_steps}")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise TextloraError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -189,6 +196,8 @@ class TrainConfig:
             raise TextloraError(f"train.weight_decay must be in [0, 1), got {self.weight_decay}")
         if not 0 <= self.warmup_ratio < 1:
             raise TextloraError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise TextloraError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.report_to not in ("none", "tensorboard", "mlflow"):
             raise TextloraError(f"train.report_to must be none, tensorboard or mlflow, got {self.report_to!r}")
 

@@ -7,6 +7,7 @@ beside the adapter) and counts parameters.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,20 @@ def resolve_model_source(name: str) -> str:
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise TextloraError(f"model path {name!r} does not exist; check the path or pass --model")
     return name
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Silence transformers' load report: a fresh head is expected here, and
+    textlora says what it trains in its own words."""
+    from transformers.utils import logging
+
+    before = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
 
 
 def _hub_error(name: str, err: Exception) -> TextloraError:
@@ -149,7 +164,8 @@ def load_classifier(source: str, label_names: list[str], trust_remote_code: bool
             if hasattr(base_config, key):
                 kwargs[key] = attention_dropout
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+        with quiet_loading():
+            model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         raise _hub_error(source, err) from None
     fresh = sorted({key.rsplit(".", 1)[0] for key in info.get("missing_keys", ())})

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -93,106 +95,143 @@ def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
     return rows
 
 
-def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, say: Printer = print) -> Path:
-    """Run one experiment and return its run folder."""
-    from textlora.baselines import tfidf_logreg
-    from textlora.evaluate import evaluate
-    from textlora.models import build_model, load_tokenizer, resolve_model_source
-    from textlora.predict import base_signature
-    from textlora.train import train_model
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun / accelerate launch; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
-    final_dir, work_dir = start_run(cfg.output_dir, cfg.name, overwrite)
+
+def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, say: Printer = print,
+                   resume: bool = False) -> Path:
+    """Run one experiment and return its run folder.
+
+    Under torchrun or accelerate launch every process runs this function:
+    the Trainer shards the training data across them, while only rank 0
+    computes the baselines, prints, and writes the run folder.
+    """
+    rank, world = process_rank()
+    main = rank == 0
+    if not main:
+        say = lambda *_: None  # noqa: E731
+    final_dir, work_dir, resuming = start_run(cfg.output_dir, cfg.name, overwrite, resume, create=main)
     try:
-        started = time.perf_counter()
-        source = resolve_model_source(cfg.model.name)
-        splits = load_splits(cfg.data, cfg.seed)
-        tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
-        lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
-        say(f"data: {cfg.data.source}")
-        print_data_summary(splits, lengths, cfg.model.max_length, say)
-
-        metrics: dict[str, Any] = {
-            "name": cfg.name,
-            "method": cfg.method,
-            "base_model": cfg.model.name,
-            "data": {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)},
-            "baselines": {},
-        }
-        test_texts, test_labels = list(splits.test["text"]), list(splits.test["label"])
-        if "tfidf" in cfg.baselines:
-            say("baseline: TF-IDF + logistic regression ...")
-            metrics["baselines"]["tfidf"] = tfidf_logreg(
-                splits.train["text"], splits.train["label"], test_texts, test_labels, splits.label_names, cfg.seed
-            )
-        test_encoded = encode_texts(tokenizer, test_texts, cfg.model)
-        model, params = build_model(cfg, source, splits.label_names, tokenizer)
-        metrics["params"] = params.as_dict()
-        say(f"model: {cfg.model.name} + {cfg.method}: {params.trainable:,} trainable of {params.total:,} parameters ({params.ratio:.2%})")
-        if "pre_adaptation" in cfg.baselines:
-            say("baseline: the model before adaptation ...")
-            metrics["baselines"]["pre_adaptation"] = evaluate(
-                model, test_encoded, test_labels, splits.label_names, tokenizer, cfg.train.eval_batch_size, not quiet
-            )
-
-        train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, cfg.model)
-        validation_set = to_dataset(splits.validation["text"], splits.validation["label"], tokenizer, cfg.model)
-        say(f"training: {len(train_set)} rows, {cfg.train.epochs:g} epoch(s), lr {cfg.learning_rate:g}, batch {cfg.train.batch_size}")
-        result = train_model(cfg, model, tokenizer, train_set, validation_set, splits.label_names,
-                             str(work_dir / "checkpoints"), quiet=quiet)
-        metrics["epochs"] = result.epochs
-        say(epoch_table(result.epochs))
-        metrics["final"] = evaluate(model, test_encoded, test_labels, splits.label_names, tokenizer,
-                                    cfg.train.eval_batch_size, not quiet)
-        metrics["optimizer_groups"] = result.optimizer_groups
-        metrics["timing"] = {
-            "train_seconds": result.seconds,
-            "epoch_seconds": [e.get("seconds") for e in result.epochs],
-            "train_samples_per_second": result.samples_per_second,
-            "peak_memory_mb": result.peak_memory_mb,
-        }
-
-        artifact = "adapter" if cfg.method in ADAPTER_METHODS else "model"
-        save_artifacts(model, tokenizer, cfg, splits.label_names, work_dir / artifact)
-        tokenizer.save_pretrained(str(work_dir / "tokenizer"))
-        metrics["artifact_bytes"] = folder_size(work_dir / artifact)
-        metrics["timing"]["total_seconds"] = time.perf_counter() - started
-        metrics["versions"] = package_versions()
-        info = {
-            "format": FORMAT,
-            "finished": True,
-            "name": cfg.name,
-            "method": cfg.method,
-            "artifact": artifact,
-            "base_model": cfg.model.name,
-            "base_model_source": source,
-            "base_signature": base_signature(model.config),
-            "label_names": splits.label_names,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "textlora_version": __version__,
-        }
-        (work_dir / "config.yaml").write_text(cfg.to_yaml())
-        write_json(work_dir / "labels.json", splits.label_names)
-        write_json(work_dir / "metrics.json", metrics)
-        (work_dir / "README.md").write_text(model_card(cfg, info, metrics))
-        shutil_rmtree(work_dir / "checkpoints")
-        write_json(work_dir / RUN_MARKER, info)  # last: its presence marks a complete run
-        finish_run(work_dir, final_dir)
-    except BaseException:
-        abandon_run(work_dir)
+        metrics = _run(cfg, work_dir, final_dir, quiet or not main, say, resuming, main)
+    except BaseException as err:
+        if main:
+            keep = not isinstance(err, TextloraError) and any((work_dir / "checkpoints").glob("checkpoint-*"))
+            if keep:
+                say(f"\nunfinished run kept at {work_dir}; continue it with --resume")
+            else:
+                abandon_run(work_dir)
         raise
-    say("")
-    say(comparison_table(comparison_rows(metrics)))
-    say(f"\nrun saved to {final_dir}")
+    if main:
+        say("")
+        say(comparison_table(comparison_rows(metrics)))
+        say(f"\nrun saved to {final_dir}")
     return final_dir
 
 
-def shutil_rmtree(path: Path) -> None:
-    import shutil
+def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer, resuming: bool,
+         main: bool) -> dict[str, Any]:
+    from textlora.baselines import tfidf_logreg
+    from textlora.evaluate import evaluate
+    from textlora.models import build_model, load_tokenizer, resolve_model_source
+    from textlora.predict import base_signature, load_run_model
+    from textlora.runs import RunDir
+    from textlora.train import train_model
 
-    shutil.rmtree(path, ignore_errors=True)
+    started = time.perf_counter()
+    source = resolve_model_source(cfg.model.name)
+    splits = load_splits(cfg.data, cfg.seed)
+    tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
+    info = {
+        "format": FORMAT,
+        "finished": False,
+        "name": cfg.name,
+        "method": cfg.method,
+        "artifact": "adapter" if cfg.method in ADAPTER_METHODS else "model",
+        "base_model": cfg.model.name,
+        "base_model_source": source,
+        "label_names": splits.label_names,
+        "textlora_version": __version__,
+    }
+    if main:
+        (work_dir / "config.yaml").write_text(cfg.to_yaml())
+        write_json(work_dir / RUN_MARKER, info)  # finished: false until the very end
+    lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
+    say(f"data: {cfg.data.source}" + ("  (resuming)" if resuming else ""))
+    print_data_summary(splits, lengths, cfg.model.max_length, say)
+
+    metrics: dict[str, Any] = {
+        "name": cfg.name,
+        "method": cfg.method,
+        "base_model": cfg.model.name,
+        "seed": cfg.seed,
+        "data": {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)},
+        "baselines": {},
+    }
+    test_texts, test_labels = list(splits.test["text"]), list(splits.test["label"])
+    if "tfidf" in cfg.baselines and main:
+        say("baseline: TF-IDF + logistic regression ...")
+        metrics["baselines"]["tfidf"] = tfidf_logreg(
+            splits.train["text"], splits.train["label"], test_texts, test_labels, splits.label_names, cfg.seed
+        )
+    test_encoded = encode_texts(tokenizer, test_texts, cfg.model)
+    model, params = build_model(cfg, source, splits.label_names, tokenizer)
+    info["base_signature"] = base_signature(model.config)
+    metrics["params"] = params.as_dict()
+    say(f"model: {cfg.model.name} + {cfg.method}: {params.trainable:,} trainable of {params.total:,} parameters ({params.ratio:.2%})")
+    if "pre_adaptation" in cfg.baselines and main:
+        # Seeded construction makes this row identical on a resumed run.
+        say("baseline: the model before adaptation ...")
+        metrics["baselines"]["pre_adaptation"] = evaluate(
+            model, test_encoded, test_labels, splits.label_names, tokenizer, cfg.train.eval_batch_size, not quiet
+        )
+
+    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, cfg.model)
+    validation_set = to_dataset(splits.validation["text"], splits.validation["label"], tokenizer, cfg.model)
+    say(f"training: {len(train_set)} rows, {cfg.train.epochs:g} epoch(s), lr {cfg.learning_rate:g}, "
+        f"batch {cfg.train.batch_size}")
+    result = train_model(cfg, model, tokenizer, train_set, validation_set, splits.label_names, work_dir,
+                         quiet=quiet, resume=resuming)
+    if not main:
+        return metrics
+    say(epoch_table(result.epochs))
+    metrics["epochs"] = result.epochs
+    metrics["optimizer_groups"] = result.optimizer_groups
+    metrics["timing"] = {
+        "train_seconds": result.seconds,
+        "epoch_seconds": [e.get("seconds") for e in result.epochs],
+        "train_samples_per_second": result.samples_per_second,
+        "peak_memory_mb": result.peak_memory_mb,
+        "precision": result.precision,
+        "processes": process_rank()[1],
+        "resumed": resuming,
+    }
+
+    artifact = info["artifact"]
+    save_artifacts(model, cfg, work_dir / artifact)
+    tokenizer.save_pretrained(str(work_dir / "tokenizer"))
+    write_json(work_dir / "labels.json", splits.label_names)
+    # The final row is measured on the artifact as shipped: reloaded from
+    # disk (fp32, adapter merged), exactly what `textlora predict` runs.
+    del model
+    shipped = load_run_model(RunDir(path=work_dir, info=info))
+    metrics["final"] = evaluate(shipped, test_encoded, test_labels, splits.label_names, tokenizer,
+                                cfg.train.eval_batch_size, not quiet)
+    metrics["artifact_bytes"] = folder_size(work_dir / artifact)
+    metrics["timing"]["total_seconds"] = time.perf_counter() - started
+    metrics["versions"] = package_versions()
+    write_json(work_dir / "metrics.json", metrics)
+    (work_dir / "README.md").write_text(model_card(cfg, info, metrics))
+    shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    (work_dir / "epochs.journal.json").unlink(missing_ok=True)
+    info.update(finished=True, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    write_json(work_dir / RUN_MARKER, info)  # last: finished: true marks a complete run
+    finish_run(work_dir, final_dir)
+    return metrics
 
 
-def save_artifacts(model, tokenizer, cfg: Config, label_names: list[str], out: Path) -> None:
+def save_artifacts(model, cfg: Config, out: Path) -> None:
     """Adapter methods: the peft adapter (head inside, via modules_to_save) plus
     the model config holding the label names; full/head: the whole model."""
     if cfg.method in ADAPTER_METHODS:

@@ -49,7 +49,7 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
     """The run's classifier as a plain transformers model (adapter merged when `merge`)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from textlora.models import resolve_model_source
+    from textlora.models import quiet_loading, resolve_model_source
 
     trust = bool(run.config().get("model", {}).get("trust_remote_code", False))
     if run.info["artifact"] == "model":
@@ -73,7 +73,8 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
             f"base model {base_model or source!r} differs from the one this adapter was trained on "
             f"({run.info['base_model']!r}: {recorded}); pass that model with --model"
         )
-    model = AutoModelForSequenceClassification.from_pretrained(source, config=config, trust_remote_code=trust)
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(source, config=config, trust_remote_code=trust)
     try:
         model = PeftModel.from_pretrained(model, str(run.artifact))
     except Exception as err:
@@ -95,13 +96,18 @@ class Predictor:
 
     @classmethod
     def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64) -> "Predictor":
+        run = open_run(path)
+        return cls.for_model(run, load_run_model(run, base_model), batch_size)
+
+    @classmethod
+    def for_model(cls, run: RunDir, model, batch_size: int = 64) -> "Predictor":
+        """The run's tokenizer, labels and preprocessing around an already loaded model
+        (serve.py shares one base model between the predictors of several adapters)."""
         from textlora.models import load_tokenizer
 
-        run = open_run(path)
         config = run.config()
         model_cfg = ModelConfig(**{k: v for k, v in config.get("model", {}).items() if k in ModelConfig.__dataclass_fields__})
         tokenizer = load_tokenizer(str(run.path / "tokenizer"))
-        model = load_run_model(run, base_model)
         return cls(model, tokenizer, run.label_names, model_cfg,
                    clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size)
 

@@ -10,8 +10,12 @@
       labels.json     class names in label-id order
       README.md       model card with the comparison table
 
-A run is written into a hidden temporary folder beside its final place and
-renamed at the end, so a failed run leaves nothing half-written behind.
+A run is written into a hidden folder beside its final place
+(`.<name>.partial`, whose run.json says finished: false) and renamed at the
+end. A run that fails is removed, unless training had saved a checkpoint:
+then the partial folder stays for `--resume`, never mistaken for a finished
+run because predict/serve/report only open folders whose run.json says
+finished: true.
 """
 
 from __future__ import annotations
@@ -82,19 +86,40 @@ def is_run(path: str | Path) -> bool:
         return False
 
 
-def start_run(output_dir: str | Path, name: str, overwrite: bool) -> tuple[Path, Path]:
-    """Check the final place is free (or may be overwritten); make the temporary folder."""
+def partial_dir(final: Path) -> Path:
+    """Where an unfinished run lives: hidden, beside its final place, the same for every rank."""
+    return final.parent / f".{final.name}.partial"
+
+
+def start_run(output_dir: str | Path, name: str, overwrite: bool, resume: bool = False,
+              create: bool = True) -> tuple[Path, Path, bool]:
+    """Check the final place is free (or may be overwritten) and prepare the work folder.
+
+    Returns (final folder, work folder, resuming). An unfinished run found
+    in the work folder is continued with `resume`, replaced with `overwrite`,
+    and otherwise left alone with an error saying so. `create=False` (ranks
+    other than 0 in multi-process training) only computes the paths.
+    """
     final = Path(output_dir) / name
+    work = partial_dir(final)
     if final.exists() and not overwrite:
         raise TextloraError(
             f"run folder {str(final)!r} already exists; pass --overwrite, or choose another name with --set name=..."
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.parent / f".{name}.partial-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    return final, temporary
+    resuming = False
+    if work.exists():
+        if resume:
+            resuming = True
+        elif overwrite:
+            if create:
+                shutil.rmtree(work)
+        else:
+            raise TextloraError(
+                f"an unfinished run of {name!r} is at {str(work)!r}; pass --resume to continue it or --overwrite to start over"
+            )
+    if create:
+        work.mkdir(parents=True, exist_ok=True)
+    return final, work, resuming
 
 
 def finish_run(temporary: Path, final: Path) -> None:

@@ -7,15 +7,17 @@ per-epoch table assembled from the Trainer's log history.
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from textlora.config import Config
+from textlora.config import ADAPTER_METHODS, Config
 from textlora.metrics import classification_metrics, softmax
 
 
@@ -27,6 +29,7 @@ class TrainResult:
     train_samples: int
     samples_per_second: float
     peak_memory_mb: float
+    precision: str = "fp32"
     optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
     """Learning rate and parameter count of each optimizer group (shows LoRA+ ratios)."""
 
@@ -38,25 +41,33 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-class _EpochTimer:
-    """A TrainerCallback (built lazily so importing textlora stays light)."""
+def _epoch_recorder(journal: Path):
+    """A TrainerCallback that times each epoch and keeps each evaluation's confusion
+    matrix and per-class report, journaled to a file so a resumed run still has
+    the rows of the epochs before the interruption. Built lazily so importing
+    textlora does not import transformers."""
+    from transformers import TrainerCallback
 
-    def __new__(cls):
-        from transformers import TrainerCallback
+    class EpochRecorder(TrainerCallback):
+        def __init__(self):
+            self.started: float | None = None
+            self.pending: dict[str, Any] = {}
+            self.by_epoch: dict[str, dict[str, Any]] = json.loads(journal.read_text()) if journal.is_file() else {}
 
-        class EpochTimer(TrainerCallback):
-            def __init__(self):
-                self.started: float | None = None
-                self.seconds: list[float] = []
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
 
-            def on_epoch_begin(self, args, state, control, **kwargs):
-                self.started = time.perf_counter()
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if self.started is not None:
+                self.pending["seconds"] = time.perf_counter() - self.started
 
-            def on_epoch_end(self, args, state, control, **kwargs):
-                if self.started is not None:
-                    self.seconds.append(time.perf_counter() - self.started)
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.by_epoch[str(round(state.epoch))] = dict(self.pending)
+            self.pending = {}
+            if state.is_world_process_zero:
+                journal.write_text(json.dumps(self.by_epoch))
 
-        return EpochTimer()
+    return EpochRecorder()
 
 
 def _optimizer_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -65,6 +76,32 @@ def _optimizer_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
         for group in optimizer.param_groups
         if group["params"]
     ]
+
+
+def resolve_precision(requested: str) -> str:
+    """auto -> bf16 only where bf16 matmuls run natively; emulated bf16 is slower than fp32."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):
+        return "fp32"
+
+
+def hold_frozen_weights_in_bf16(model: torch.nn.Module) -> int:
+    """Cast frozen parameters to bf16 once, so autocast has nothing to re-cast each step.
+
+    Trainable parameters (adapter, head) and so the optimizer state stay fp32.
+    Returns how many parameters were cast.
+    """
+    cast = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype == torch.float32:
+            param.data = param.data.to(torch.bfloat16)
+            cast += param.numel()
+    return cast
 
 
 def _silence_log_printing(trainer, quiet: bool) -> None:
@@ -82,21 +119,31 @@ def _silence_log_printing(trainer, quiet: bool) -> None:
 
 
 def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
-                work_dir: str, quiet: bool = False) -> TrainResult:
-    """Train `model` in place; returns the per-epoch table and timings."""
+                work_dir: Path, quiet: bool = False, resume: bool = False) -> TrainResult:
+    """Train `model` in place, checkpointing into work_dir/checkpoints.
+
+    With `resume`, training continues from the last checkpoint there: the
+    Trainer restores weights, optimizer, scheduler and RNG states and skips
+    the batches already seen, so the result equals an uninterrupted run.
+    """
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    epoch_details: list[dict[str, Any]] = []
+    precision = resolve_precision(cfg.train.precision)
+    if precision == "bf16" and cfg.method in ADAPTER_METHODS:
+        # Only where the frozen base is not saved: a `head` run ships its body.
+        hold_frozen_weights_in_bf16(model)
+    checkpoints = Path(work_dir) / "checkpoints"
+    recorder = _epoch_recorder(Path(work_dir) / "epochs.journal.json")
 
     def compute_metrics(prediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         result = classification_metrics(prediction.label_ids, softmax(np.asarray(logits, dtype=np.float64)), label_names)
-        epoch_details.append({"confusion_matrix": result["confusion_matrix"], "per_class": result["per_class"]})
         # The Trainer logs scalars only; the matrix and report are kept aside.
+        recorder.pending.update(confusion_matrix=result["confusion_matrix"], per_class=result["per_class"])
         return {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("n", "loss")}
 
     args = TrainingArguments(
-        output_dir=work_dir,
+        output_dir=str(checkpoints),
         num_train_epochs=cfg.train.epochs,
         learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.train.batch_size,
@@ -107,13 +154,18 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         lr_scheduler_type="linear",
         eval_strategy="epoch",
         logging_strategy="epoch",
-        save_strategy="no",
+        # Checkpoints for --resume: every epoch, or every save_steps steps.
+        save_strategy="steps" if cfg.train.save_steps else "epoch",
+        save_steps=cfg.train.save_steps or 500,
+        save_total_limit=1,
+        save_only_model=False,
         report_to=[] if cfg.train.report_to == "none" else [cfg.train.report_to],
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=quiet,
         train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
         use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
     )
     optimizers: tuple = (None, None)
     if cfg.method == "loraplus":
@@ -127,7 +179,6 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
             weight_decay=cfg.train.weight_decay,
         )
         optimizers = (optimizer, None)
-    timer = _EpochTimer()
     trainer = Trainer(
         model=model,
         args=args,
@@ -135,31 +186,42 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         train_dataset=train_set,
         eval_dataset=validation_set,
         compute_metrics=compute_metrics,
-        callbacks=[timer],
+        optimizers=optimizers,
+        callbacks=[recorder],
     )
     _silence_log_printing(trainer, quiet)
     start = time.perf_counter()
-    output = trainer.train()
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    first_step = int(last.rsplit("-", 1)[-1]) if last else 0
+    trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
     groups = _optimizer_groups(trainer.optimizer) if trainer.optimizer is not None else []
 
     train_losses = {round(e["epoch"]): e["loss"] for e in trainer.state.log_history if "loss" in e and "epoch" in e}
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
     rows = []
-    for i, entry in enumerate(evals):
+    for entry in evals:
         epoch = round(entry["epoch"])
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses.get(epoch)}
         row.update({k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k})
-        row["seconds"] = timer.seconds[i] if i < len(timer.seconds) else None
-        if i < len(epoch_details):
-            row.update(epoch_details[i])
+        row.setdefault("seconds", None)
+        row.update(recorder.by_epoch.get(str(epoch), {}))
         rows.append(row)
     samples = len(train_set)
+    if first_step:  # resumed: only the steps run by this process count
+        steps = trainer.state.global_step - first_step
+        trained = steps * cfg.train.batch_size * cfg.train.gradient_accumulation_steps * args.world_size
+    else:
+        trained = samples * cfg.train.epochs
     return TrainResult(
         epochs=rows,
         seconds=seconds,
         train_samples=samples,
-        samples_per_second=output.metrics.get("train_samples_per_second", samples * cfg.train.epochs / seconds),
+        # Measured here, not taken from the Trainer: on resume its figure counts skipped steps.
+        samples_per_second=trained / seconds,
         peak_memory_mb=peak_memory_mb(),
+        precision=precision,
         optimizer_groups=groups,
     )
