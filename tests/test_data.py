@@ -167,3 +167,30 @@ def test_imdb_parquet_folder_if_shared_data_present():
     assert len(splits.train) == 500 and len(splits.test) == 200
     assert splits.train.label.sum() == 250
     assert not splits.train.text.str.contains("<br").any()
+
+
+def test_oversampling_touches_only_training_rows(tmp_path):
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(400)], "label": ["a"] * 300 + ["b"] * 70 + ["c"] * 30})
+    write(tmp_path, "train.csv", frame)
+    write(tmp_path, "test.csv", frame.iloc[::4])
+    plain = load_splits(DataConfig(source=str(tmp_path)), 3)
+    grown = load_splits(DataConfig(source=str(tmp_path), oversample="majority"), 3)
+    assert grown.validation.equals(plain.validation) and grown.test.equals(plain.test)
+    counts = np.bincount(grown.train.label)
+    assert counts.tolist() == [np.bincount(plain.train.label).max()] * 3
+    assert set(grown.train.text) == set(plain.train.text)  # only repeats, nothing new
+    assert not set(grown.train.text) & (set(grown.test.text) | set(grown.validation.text)) - set(plain.train.text)
+    fixed = load_splits(DataConfig(source=str(tmp_path), oversample=100), 3)
+    assert np.bincount(fixed.train.label).tolist() == [np.bincount(plain.train.label)[0], 100, 100]
+    assert list(load_splits(DataConfig(source=str(tmp_path), oversample="majority"), 3).train.text) == list(grown.train.text)
+
+
+def test_balanced_class_weights():
+    from textlora.config import config_from_dict
+    from textlora.train import class_weight_vector
+
+    cfg = config_from_dict({"train": {"class_weights": "balanced"}})
+    weights = class_weight_vector(cfg, np.array([0] * 6 + [1] * 3 + [2] * 1), 3)
+    assert weights.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3])
+    with pytest.raises(TextloraError, match="one per class"):
+        class_weight_vector(config_from_dict({"train": {"class_weights": [1.0, 2.0]}}), np.array([0, 1, 2]), 3)

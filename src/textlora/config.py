@@ -59,8 +59,15 @@ class DataConfig:
     test_size: float = 0.2
     """Test rows carved from train when the source has no test split: a fraction (<1) or a count."""
     stratify: bool = True
+    oversample: Union[str, int, None] = None
+    """Random oversampling of the training rows only: "majority" (every class up to the largest)
+    or N (every class up to N rows); seeded. Validation and test rows are never touched."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.oversample, str) and self.oversample != "majority":
+            raise TextloraError(f"data.oversample must be null, majority or a row count, got {self.oversample!r}")
+        if isinstance(self.oversample, int) and self.oversample < 1:
+            raise TextloraError(f"data.oversample must be >= 1 rows per class, got {self.oversample}")
         if not self.source:
             raise TextloraError("data.source is empty: give a hub dataset id or a local path")
         for name in ("n_train", "n_eval"):
@@ -174,6 +181,9 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     group_by_length: bool = True
     """Batch texts of similar length together so little compute goes to padding."""
+    class_weights: Union[str, list[float], None] = None
+    """Weighted cross-entropy: "balanced" (n / (classes x count), from the training rows) or one
+    weight per class; null = plain loss. An alternative to data.oversample for imbalanced data."""
     save_steps: int | None = None
     """Checkpoint every N optimizer steps (for --resume); null = at the end of every epoch."""
     report_to: str = "none"
@@ -187,6 +197,10 @@ class TrainConfig:
             raise TextloraError(f"train.epochs must be > 0, got {self.epochs}")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise TextloraError(f"train.learning_rate must be in (0, 1), got {self.learning_rate}")
+        if isinstance(self.class_weights, str) and self.class_weights != "balanced":
+            raise TextloraError(f"train.class_weights must be null, balanced or a list, got {self.class_weights!r}")
+        if isinstance(self.class_weights, list) and any(w <= 0 for w in self.class_weights):
+            raise TextloraError(f"train.class_weights must all be > 0, got {self.class_weights}")
         if self.save_steps is not None and self.save_steps < 1:
             raise TextloraError(f"train.save_steps must be >= 1 or null, got {self.save_steps}")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps"):

@@ -398,6 +398,23 @@ def sample(rows: pd.DataFrame, n: int | None, seed: int, stratify: bool) -> pd.D
     return split_off(rows, n, seed, stratify)[1]
 
 
+def oversample(rows: pd.DataFrame, target: str | int, seed: int) -> pd.DataFrame:
+    """Repeat randomly chosen rows of each smaller class until it has `target` rows
+    ("majority": the largest class's count). Seeded; rows are only ever added."""
+    counts = rows[LABEL].value_counts()
+    goal = int(counts.max()) if target == "majority" else int(target)
+    rng = np.random.default_rng(seed)
+    extra = []
+    for label, count in sorted(counts.items()):
+        if count < goal:
+            members = np.flatnonzero(rows[LABEL].to_numpy() == label)
+            extra.append(rows.iloc[rng.choice(members, goal - count, replace=True)])
+    if not extra:
+        return rows
+    grown = pd.concat([rows, *extra], ignore_index=True)
+    return grown.iloc[rng.permutation(len(grown))].reset_index(drop=True)
+
+
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read the source and return the train / validation / test rows the run uses."""
     frames, hub_names = read_source(cfg)
@@ -440,6 +457,10 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         notes.append(f"carved {len(validation)} validation rows from train (the test split is never used to choose)")
     train = sample(pool, cfg.n_train, seed, cfg.stratify)
     test = sample(test, cfg.n_eval, seed, cfg.stratify)
+    if cfg.oversample is not None:
+        before = len(train)
+        train = oversample(train, cfg.oversample, seed)
+        notes.append(f"oversampled the training rows from {before} to {len(train)} (validation and test untouched)")
     present = sorted(set(train[LABEL]))
     if len(present) < 2:
         only = mapper.names[present[0]] if present else "none"

@@ -198,6 +198,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     say(epoch_table(result.epochs))
     metrics["epochs"] = result.epochs
     metrics["optimizer_groups"] = result.optimizer_groups
+    metrics["class_weights"] = result.class_weights
     metrics["timing"] = {
         "train_seconds": result.seconds,
         "epoch_seconds": [e.get("seconds") for e in result.epochs],

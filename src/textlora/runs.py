@@ -102,6 +102,8 @@ def start_run(output_dir: str | Path, name: str, overwrite: bool, resume: bool =
     """
     final = Path(output_dir) / name
     work = partial_dir(final)
+    if not create:  # another process (rank 0) checks and prepares the folder
+        return final, work, resume and work.exists()
     if final.exists() and not overwrite:
         raise TextloraError(
             f"run folder {str(final)!r} already exists; pass --overwrite, or choose another name with --set name=..."
@@ -111,14 +113,12 @@ def start_run(output_dir: str | Path, name: str, overwrite: bool, resume: bool =
         if resume:
             resuming = True
         elif overwrite:
-            if create:
-                shutil.rmtree(work)
+            shutil.rmtree(work)
         else:
             raise TextloraError(
                 f"an unfinished run of {name!r} is at {str(work)!r}; pass --resume to continue it or --overwrite to start over"
             )
-    if create:
-        work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     return final, work, resuming
 
 

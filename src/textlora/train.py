@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from textlora.config import ADAPTER_METHODS, Config
+from textlora.errors import TextloraError
 from textlora.metrics import classification_metrics, softmax
 
 
@@ -31,6 +32,7 @@ class TrainResult:
     peak_memory_mb: float
     precision: str = "fp32"
     optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
+    class_weights: list[float] | None = None
     """Learning rate and parameter count of each optimizer group (shows LoRA+ ratios)."""
 
 
@@ -118,6 +120,21 @@ def _silence_log_printing(trainer, quiet: bool) -> None:
         trainer.add_callback(BarOnly())
 
 
+def class_weight_vector(cfg: Config, train_labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
+    """The per-class loss weights in force: "balanced" is sklearn's n / (k * count)."""
+    setting = cfg.train.class_weights
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = np.bincount(train_labels, minlength=n_classes).astype(np.float64)
+        weights = len(train_labels) / (n_classes * np.maximum(counts, 1))
+    else:
+        if len(setting) != n_classes:
+            raise TextloraError(f"train.class_weights has {len(setting)} weights for {n_classes} classes; give one per class")
+        weights = np.asarray(setting, dtype=np.float64)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
                 work_dir: Path, quiet: bool = False, resume: bool = False) -> TrainResult:
     """Train `model` in place, checkpointing into work_dir/checkpoints.
@@ -179,6 +196,18 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
             weight_decay=cfg.train.weight_decay,
         )
         optimizers = (optimizer, None)
+    weights = class_weight_vector(cfg, np.asarray(train_set["labels"]), len(label_names))
+    compute_loss = None
+    if weights is not None:
+        def compute_loss(outputs, labels, num_items_in_batch=None):
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+            losses = torch.nn.functional.cross_entropy(
+                logits.float(), labels, weight=weights.to(logits.device), reduction="none"
+            )
+            # In training the Trainer passes the number of labels in the whole
+            # gradient-accumulation window and expects the loss scaled by it.
+            return losses.sum() / num_items_in_batch if num_items_in_batch else losses.mean()
+
     trainer = Trainer(
         model=model,
         args=args,
@@ -186,6 +215,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         train_dataset=train_set,
         eval_dataset=validation_set,
         compute_metrics=compute_metrics,
+        compute_loss_func=compute_loss,
         optimizers=optimizers,
         callbacks=[recorder],
     )
@@ -224,4 +254,5 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         peak_memory_mb=peak_memory_mb(),
         precision=precision,
         optimizer_groups=groups,
+        class_weights=None if weights is None else [float(w) for w in weights],
     )

@@ -1,0 +1,31 @@
+"""The same `textlora train` under torchrun with 2 CPU processes (DDP over gloo)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_overrides
+
+
+def test_two_process_training_matches_single_process(tiny_bert_dir, reviews_csv, tmp_path, tiny_run):
+    out = tmp_path / "runs"
+    sets = [a for o in tiny_overrides(tiny_bert_dir, reviews_csv, out, name="ddp", baselines="[]",
+                                      **{"train.batch_size": 8}) for a in ("--set", o)]
+    # batch 8 per process x 2 processes = the single run's batch of 16
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               "-m", "textlora.cli", "train", "--quiet", *sets]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
+                            "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "ddp"
+    assert {p.name for p in run.iterdir()} == {"run.json", "config.yaml", "metrics.json", "adapter", "tokenizer",
+                                               "labels.json", "README.md"}
+    assert not list(out.glob(".*"))  # no partial folder left by any rank
+    metrics = json.loads((run / "metrics.json").read_text())
+    single = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["timing"]["processes"] == 2
+    assert metrics["final"]["n"] == single["final"]["n"]  # the whole test split, not a shard
+    assert metrics["final"]["accuracy"] == pytest.approx(single["final"]["accuracy"], abs=0.1)
+    assert result.stdout.count("Epoch") <= 1  # only rank 0 prints the table
