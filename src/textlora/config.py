@@ -256,6 +256,16 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# Names users bring from peft's LoraConfig and the Trainer's arguments, which
+# string similarity alone does not map to ours (rank -> r is one letter).
+ALIASES = {
+    "rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target": "target_modules",
+    "num_train_epochs": "epochs", "lr": "learning_rate", "per_device_train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "eval_batch_size", "model_name": "name", "model_name_or_path": "name",
+    "dataset": "source", "path": "source", "max_len": "max_length", "max_seq_length": "max_length",
+}
+
+
 def _unknown(what: str, value: str, choices: typing.Iterable[str]) -> str:
     choices = list(choices)
     close = difflib.get_close_matches(str(value), choices, n=1)
@@ -328,7 +338,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
+            close = [ALIASES[key]] if ALIASES.get(key) in names else difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {(where + '.' if where else '') + close[0]!r}?" if close else ""
             raise TextloraError(f"unknown config key {path!r}{hint} (known: {', '.join(names)})")
         hint = hints[key]

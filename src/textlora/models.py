@@ -229,12 +229,22 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str]):
     )
 
 
+def outermost(names: set[str]) -> list[str]:
+    """Drop module names inside another one (classifier.dense inside classifier).
+
+    peft wraps each modules_to_save entry; a wrapper nested in another saves
+    the same weights twice and then fails to load them (RoBERTa's head is
+    classifier.dense + classifier.out_proj, both reported as fresh).
+    """
+    return sorted(n for n in names if not any(n.startswith(other + ".") for other in names))
+
+
 def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str]) -> nn.Module:
     """Wrap or freeze the model according to cfg.method."""
     head = head_module_names(model)
     # Modules with no pretrained weights (the head, sometimes a pooler) start
     # random: they must train, and be saved with the adapter.
-    must_train = sorted(set(head) | set(fresh_modules) | set(cfg.lora.modules_to_save or ()))
+    must_train = outermost(set(head) | set(fresh_modules) | set(cfg.lora.modules_to_save or ()))
     if cfg.method == "full":
         for param in model.parameters():
             param.requires_grad = True
@@ -250,8 +260,11 @@ def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str]) -> nn.
     try:
         return peft.get_peft_model(model, peft_config)
     except ValueError as err:
+        # peft >= 0.17 raises NoMatchingPeftModuleError (a ValueError); older
+        # releases a plain ValueError whose text names the target modules.
         text = str(err)
-        if "not found in the base model" in text or "Target modules" in text:
+        if type(err).__name__ == "NoMatchingPeftModuleError" or "not found in the base model" in text \
+                or "Target modules" in text:
             raise TextloraError(
                 f"lora.target_modules {cfg.lora.target_modules!r} match nothing in this model; "
                 f"modules that exist: {', '.join(linear_module_names(model))}"

@@ -8,7 +8,9 @@ per-epoch table assembled from the Trainer's log history.
 from __future__ import annotations
 
 import json
+import math
 import resource
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +122,114 @@ def _silence_log_printing(trainer, quiet: bool) -> None:
         trainer.add_callback(BarOnly())
 
 
+def _tracking_callbacks(cfg: Config, work_dir: Path) -> list:
+    """TensorBoard events go to <run>/logs, beside the numbers they plot.
+
+    transformers 5 dropped TrainingArguments.logging_dir and would write them
+    under output_dir (the checkpoints folder, deleted when the run finishes).
+    """
+    if cfg.train.report_to != "tensorboard":
+        return []
+    from transformers.integrations import TensorBoardCallback
+
+    try:
+        callback = TensorBoardCallback()
+    except RuntimeError:
+        raise TextloraError("train.report_to: tensorboard needs TensorBoard: pip install 'textlora[tracking]'") from None
+    callback.logging_dir = str(work_dir / "logs")
+    return [callback]
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was completely written, or None.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without a
+    readable one was cut off by the kill; such folders are removed, so that
+    the resumed run neither loads nor rotates them.
+    """
+    numbered = [p for p in folder.glob("checkpoint-*") if p.name.rsplit("-", 1)[-1].isdigit()]
+    for candidate in sorted(numbered, key=lambda p: int(p.name.rsplit("-", 1)[-1]), reverse=True):
+        try:
+            json.loads((candidate / "trainer_state.json").read_text())
+            return str(candidate)
+        except (OSError, ValueError):
+            shutil.rmtree(candidate, ignore_errors=True)
+    return None
+
+
+def epoch_train_losses(log_history: list[dict[str, Any]]) -> dict[int, float]:
+    """Mean training loss of each epoch, from the per-step entries of the log history.
+
+    A step logged at fractional epoch e belongs to epoch ceil(e): the last
+    step of epoch 1 is logged at exactly 1.0.
+    """
+    by_epoch: dict[int, list[float]] = {}
+    for entry in log_history:
+        if "loss" in entry and "epoch" in entry and "eval_loss" not in entry:
+            by_epoch.setdefault(math.ceil(round(entry["epoch"], 6)), []).append(entry["loss"])
+    return {epoch: float(np.mean(losses)) for epoch, losses in by_epoch.items()}
+
+
+def _length_grouped_sampler(seed: int):
+    """LengthGroupedSampler whose order depends on (seed, epoch) only.
+
+    transformers' own draws from the global torch RNG, whose state at the
+    start of an epoch differs between an uninterrupted run and one resumed
+    from a checkpoint (dropout consumed it); this one makes a resumed run see
+    exactly the batches the uninterrupted run saw. The Trainer (through
+    accelerate's DataLoaderShard.set_epoch) tells it the epoch.
+    """
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(seed + self.epoch)
+            return super().__iter__()
+
+    return EpochSeededLengthGroupedSampler
+
+
+def _trainer_class():
+    """The Trainer with the epoch-seeded length-grouped sampler (built lazily: importing
+    textlora does not import transformers)."""
+    from transformers import Trainer
+
+    class TextloraTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if self.args.train_sampling_strategy != "group_by_length" or sampler is None:
+                return sampler
+            grouped = _length_grouped_sampler(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            return grouped(sampler.batch_size, lengths=sampler.lengths)
+
+    return TextloraTrainer
+
+
+def _epoch_end_checkpoints():
+    """With train.save_steps: also checkpoint at every epoch end, *after* its evaluation.
+
+    A step checkpoint that falls on an epoch's last step would be written
+    before that epoch's evaluation, and a run resumed from it would never
+    evaluate that epoch; it is deferred to the epoch-end save instead.
+    """
+    from transformers import TrainerCallback
+
+    class EpochEndCheckpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save and state.epoch is not None and abs(state.epoch - round(state.epoch)) < 1e-9:
+                control.should_save = False  # the epoch end saves, after evaluating
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            control.should_save = True
+
+    return EpochEndCheckpoints()
+
+
 def class_weight_vector(cfg: Config, train_labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
     """The per-class loss weights in force: "balanced" is sklearn's n / (k * count)."""
     setting = cfg.train.class_weights
@@ -170,13 +280,18 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is a ratio of all steps
         lr_scheduler_type="linear",
         eval_strategy="epoch",
-        logging_strategy="epoch",
-        # Checkpoints for --resume: every epoch, or every save_steps steps.
+        # Every step's loss goes into the log history, which checkpoints keep:
+        # a resumed run then still averages each epoch's training loss over
+        # all of its steps, not only those after the interruption.
+        logging_strategy="steps",
+        logging_steps=1,
+        # Checkpoints for --resume: every epoch, and every save_steps steps if set.
         save_strategy="steps" if cfg.train.save_steps else "epoch",
         save_steps=cfg.train.save_steps or 500,
         save_total_limit=1,
         save_only_model=False,
-        report_to=[] if cfg.train.report_to == "none" else [cfg.train.report_to],
+        # TensorBoard is attached below, writing into the run folder.
+        report_to=[cfg.train.report_to] if cfg.train.report_to == "mlflow" else [],
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=quiet,
@@ -208,7 +323,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
             # gradient-accumulation window and expects the loss scaled by it.
             return losses.sum() / num_items_in_batch if num_items_in_batch else losses.mean()
 
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         data_collator=DataCollatorWithPadding(tokenizer),
@@ -217,19 +332,18 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         compute_metrics=compute_metrics,
         compute_loss_func=compute_loss,
         optimizers=optimizers,
-        callbacks=[recorder],
+        callbacks=[recorder, *_tracking_callbacks(cfg, Path(work_dir)),
+                   *([_epoch_end_checkpoints()] if cfg.train.save_steps else [])],
     )
     _silence_log_printing(trainer, quiet)
     start = time.perf_counter()
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints) if resume else None
     first_step = int(last.rsplit("-", 1)[-1]) if last else 0
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
     groups = _optimizer_groups(trainer.optimizer) if trainer.optimizer is not None else []
 
-    train_losses = {round(e["epoch"]): e["loss"] for e in trainer.state.log_history if "loss" in e and "epoch" in e}
+    train_losses = epoch_train_losses(trainer.state.log_history)
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
     rows = []
     for entry in evals:
