@@ -1,0 +1,119 @@
+"""A Gradio page for one run: type a text, see the class and every confidence.
+
+    textlora ui runs/demo-drugscom-minilm          # http://127.0.0.1:7860
+
+Gradio does the page, the server and the queue; this module only lays out
+the components and writes the run's headline metrics beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from textlora.errors import TextloraError
+from textlora.runs import RunDir
+
+DEFAULT_PORT = 7860
+MAX_CHARS = 10_000  # the same per-text limit as `textlora serve`
+EXAMPLES = [
+    "This medicine worked wonders, my pain is gone and no side effects.",
+    "It did nothing for me and the nausea was unbearable.",
+    "Some relief at first, but the headaches came back after a month.",
+    "A wonderful film: great acting and a story I will remember.",
+]
+
+
+def metrics_markdown(run: RunDir) -> str:
+    """The run's test-set numbers next to its baselines, as a Markdown table."""
+    metrics = run.metrics()
+    rows = [("this run", metrics.get("final", {}))]
+    names = {"tfidf": "TF-IDF + logistic regression", "pre_adaptation": "before adaptation"}
+    rows += [(names.get(k, k), v) for k, v in metrics.get("baselines", {}).items()]
+    info = run.info
+    head = (f"**{info.get('name', run.path.name)}**: {info.get('base_model')} + {info.get('method')}, "
+            f"classes: {', '.join(run.label_names)}")
+    if not metrics.get("final"):
+        return head + "\n\n(no metrics.json in this run)"
+    n = metrics["final"].get("n")
+    lines = [head, "", f"Test set{f' ({n} texts)' if n else ''}:", "",
+             "| model | accuracy | macro F1 |", "|---|---|---|"]
+    for label, row in rows:
+        lines.append(f"| {label} | {_number(row.get('accuracy'))} | {_number(row.get('f1_macro'))} |")
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def build_ui(predictor, run: RunDir, examples: Sequence[str] = EXAMPLES):
+    """The gr.Blocks page around a loaded Predictor."""
+    import gradio as gr
+
+    def classify(text: str) -> dict[str, float]:
+        if not text or not text.strip():
+            raise gr.Error("Type a text to classify first.")
+        return predictor.predict([text[:MAX_CHARS]])[0].probabilities
+
+    with gr.Blocks(title=f"textlora: {run.path.name}") as page:
+        gr.Markdown(f"# {run.path.name}\nClassify a text with this fine-tuned model.")
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Text", lines=5, max_length=MAX_CHARS, elem_id="text",
+                                  placeholder="Type or paste a review ...")
+                button = gr.Button("Predict", variant="primary", elem_id="predict")
+            with gr.Column():
+                label = gr.Label(label="Prediction", num_top_classes=len(run.label_names), elem_id="prediction")
+        gr.Examples(examples=[[e] for e in examples], inputs=[text])
+        gr.Markdown(metrics_markdown(run), elem_id="metrics")
+        button.click(classify, inputs=text, outputs=label, api_name="predict")
+        text.submit(classify, inputs=text, outputs=label)
+    return page
+
+
+def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, base_model: str | None = None,
+              examples: Sequence[str] = EXAMPLES, block: bool = True):
+    """Load the run and start the page; returns the gr.Blocks (already serving when block=False)."""
+    # Gradio otherwise reports usage to its servers; a local model page has no reason to.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    from textlora.predict import Predictor
+    from textlora.runs import open_run
+
+    run = open_run(run_dir)
+    predictor = Predictor.from_run(run_dir, base_model=base_model)
+    page = build_ui(predictor, run, examples)
+    # System fonts: the default theme fetches Google Fonts, which hangs the
+    # page on a machine without internet. No server-side rendering: it needs Node.
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])
+    try:
+        page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                    quiet=not block, theme=theme, ssr_mode=False, footer_links=[])
+    except OSError as err:
+        raise TextloraError(f"cannot listen on {host}:{port} ({err}); choose another --port") from None
+    return page
+
+
+def cmd_ui(args) -> int:
+    examples = args.example or EXAMPLES
+    launch_ui(args.run_dir, args.host, args.port, args.model, examples)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ui",
+        help="a web page (Gradio) to try a run by hand",
+        description="Start a Gradio page for one run: a text box, a Predict button, the class confidences "
+        "and the run's test metrics beside its baselines.",
+        epilog="example: textlora ui runs/demo-drugscom-minilm --port 7860",
+    )
+    parser.add_argument("run_dir", help="a run folder written by `textlora train`")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--model", help="base model to load the adapter on, if it moved since training")
+    parser.add_argument("--example", action="append", metavar="TEXT", help="an example text to offer (repeatable)")
+    parser.set_defaults(func=cmd_ui)
