@@ -1,0 +1,536 @@
+"""Reports: run and sweep folders -> one self-contained HTML page and its markdown twin.
+
+    report/
+      index.html     every image embedded (data: URIs): one file to mail or open anywhere
+      report.md      the same content; images beside it in images/
+      images/*.png
+
+What is in it: a comparison table of every run, seed 002's time / parameters /
+loss / accuracy panels, time vs metric, all loss curves on one axis; for each
+sweep its table (sorted by the validation metric) and plots; for each run
+seed 000's evaluation comparison (baselines vs fine-tuned), its per-epoch
+table, learning curves and confusion matrix. Reports read run folders only;
+nothing is retrained or re-evaluated.
+
+Sweep summaries (summary.csv / summary.md / plots/ in a sweep folder) are
+written here too, so a sweep and a report show the same table.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from textlora.errors import TextloraError
+from textlora.runs import RunDir, is_run, open_run
+from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, fmt, render
+
+SWEEP_FILE = "sweep.json"
+NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
+TEST_COLUMNS = [("accuracy", "test accuracy"), ("f1", "test F1"), ("f1_macro", "test F1 macro"),
+                ("roc_auc", "test ROC AUC"), ("loss", "test loss")]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Run:
+    path: Path
+    label: str
+    """The name shown in tables: the run name, with its sweep's name where two would clash."""
+    info: dict[str, Any]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+
+    @classmethod
+    def read(cls, run: RunDir) -> "Run":
+        config = yaml.safe_load((run.path / "config.yaml").read_text()) or {}
+        return cls(path=run.path, label=run.path.name, info=run.info, metrics=run.metrics(), config=config)
+
+    def value(self, key: str) -> Any:
+        """A config value by dotted key (lora.r), as the run was actually trained."""
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+@dataclass
+class SweepDir:
+    path: Path
+    spec: dict[str, Any]
+    runs: list[Run]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.spec.get("keys", []))
+
+    @property
+    def metric(self) -> str:
+        return self.spec.get("metric", "accuracy")
+
+
+def is_sweep(path: Path) -> bool:
+    return (path / SWEEP_FILE).is_file()
+
+
+def read_sweep(path: str | Path) -> SweepDir:
+    path = Path(path)
+    if not is_sweep(path):
+        raise TextloraError(f"{str(path)!r} is not a sweep folder (no {SWEEP_FILE}); give a folder written by `textlora sweep`")
+    spec = json.loads((path / SWEEP_FILE).read_text())
+    runs_dir = path / "runs"
+    runs = [Run.read(open_run(p)) for p in sorted(runs_dir.iterdir()) if is_run(p)] if runs_dir.is_dir() else []
+    order = {point["name"]: i for i, point in enumerate(spec.get("points", []))}
+    runs.sort(key=lambda run: order.get(run.path.name, len(order)))  # grid order: ties keep it
+    return SweepDir(path=path, spec=spec, runs=runs)
+
+
+def collect(paths: Iterable[str | Path]) -> tuple[list[Run], list[SweepDir]]:
+    """Runs and sweeps named by `paths`: a run folder, a sweep folder, or a folder of either."""
+    runs: dict[Path, Run] = {}
+    sweeps: list[SweepDir] = []
+
+    def add_sweep(path: Path) -> None:
+        found = read_sweep(path)
+        sweeps.append(found)
+        for run in found.runs:
+            runs.setdefault(run.path.resolve(), run)
+
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            raise TextloraError(f"{str(given)!r} does not exist; give run or sweep folders (or a folder holding them)")
+        if is_sweep(path):
+            add_sweep(path)
+        elif is_run(path):
+            runs.setdefault(path.resolve(), Run.read(open_run(path)))
+        elif (path / "run.json").is_file():
+            open_run(path)  # raises the precise reason (unfinished, incomplete, other format)
+        else:
+            children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            found = False
+            for child in children:
+                if is_sweep(child):
+                    add_sweep(child)
+                    found = True
+                elif is_run(child):
+                    runs.setdefault(child.resolve(), Run.read(open_run(child)))
+                    found = True
+            if not found:
+                raise TextloraError(f"{str(given)!r} holds no finished run or sweep folder; train or sweep first")
+    ordered = list(runs.values())
+    names = [r.label for r in ordered]
+    for run in ordered:
+        if names.count(run.label) > 1:
+            parent = run.path.parent.parent if run.path.parent.name == "runs" and is_sweep(run.path.parent.parent) else run.path.parent
+            run.label = f"{parent.name}/{run.path.name}"
+    return ordered, sweeps
+
+
+def validation_value(run: Run, metric: str) -> float | None:
+    epochs = run.metrics.get("epochs") or []
+    return epochs[-1].get(metric) if epochs else None
+
+
+def run_row(run: Run, keys: list[str], metric: str) -> dict[str, Any]:
+    """The numbers one run contributes to tables and plots."""
+    metrics = run.metrics
+    final = metrics.get("final") or {}
+    params = metrics.get("params") or {}
+    timing = metrics.get("timing") or {}
+    method = run.info.get("method") or metrics.get("method")
+    return {
+        "name": run.label,
+        "values": {key: run.value(key) for key in keys},
+        "method": method,
+        "r": run.value("lora.r") if method not in ("full", "head", "ia3") else None,
+        "score": validation_value(run, metric),
+        "test": final.get(metric),
+        "test_loss": final.get("loss"),
+        "final": final,
+        "trainable": params.get("trainable"),
+        "total": params.get("total"),
+        "ratio": params.get("trainable_ratio"),
+        "train_seconds": timing.get("train_seconds"),
+        "peak_memory_mb": timing.get("peak_memory_mb"),
+        "artifact_mb": metrics["artifact_bytes"] / 2**20 if metrics.get("artifact_bytes") is not None else None,
+        "epochs": metrics.get("epochs") or [],
+    }
+
+
+def sort_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Best validation score first (lowest for loss); runs without one last."""
+    sign = 1 if metric == "loss" else -1
+    return sorted(rows, key=lambda r: (r["score"] is None, sign * (r["score"] or 0)))
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def sweep_table(rows: list[dict[str, Any]], keys: list[str], metric: str) -> tuple[list[str], list[list[Any]]]:
+    headers = ["run", *(_short(k) for k in keys), f"validation {metric}",
+               *(label for _, label in TEST_COLUMNS), "trainable", "trainable %", "train s", "peak MiB",
+               "artifact MiB"]
+    body = []
+    for row in rows:
+        body.append([
+            row["name"], *(_plain(row["values"][k]) for k in keys), row["score"],
+            *(row["final"].get(key) for key, _ in TEST_COLUMNS), row["trainable"],
+            _fixed(row["ratio"], 3, 100), _fixed(row["train_seconds"], 1), _fixed(row["peak_memory_mb"], 0),
+            _fixed(row["artifact_mb"], 2),
+        ])
+    return headers, body
+
+
+def comparison_of_runs(rows: list[dict[str, Any]], runs: list[Run]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["run", "method", "base model", "data", "train rows", "trainable", "trainable %", "train s",
+               *(label for _, label in TEST_COLUMNS)]
+    body = []
+    for row, run in zip(rows, runs):
+        data = run.metrics.get("data") or {}
+        train_rows = ((data.get("splits") or {}).get("train") or {}).get("rows")
+        body.append([
+            row["name"], row["method"], run.info.get("base_model"), run.value("data.source"), train_rows,
+            row["trainable"], _fixed(row["ratio"], 3, 100), _fixed(row["train_seconds"], 1),
+            *(row["final"].get(key) for key, _ in TEST_COLUMNS),
+        ])
+    return headers, body
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value
+
+
+def _fixed(value: float | None, digits: int, scale: float = 1) -> str | None:
+    """A number shown with fixed decimals (tables.fmt would show 4 for every float)."""
+    return None if value is None else f"{value * scale:,.{digits}f}"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _plots():
+    try:
+        from textlora import plots
+    except ImportError:
+        raise TextloraError("plots need matplotlib: pip install 'textlora[plots]'") from None
+    return plots
+
+
+def sweep_figures(rows: list[dict[str, Any]], keys: list[str], metric: str) -> list[tuple[str, str, bytes]]:
+    """(file stem, caption, png) for every sweep plot."""
+    plots = _plots()
+
+    out = []
+    for key in keys:
+        fig = plots.by_swept_value(
+            rows, key, [("score", "validation", "-"), ("test", "test", "--")],
+            plots.METRIC_LABELS.get(metric, metric), f"{plots.METRIC_LABELS.get(metric, metric)} vs {key}",
+        )
+        out.append((f"{metric}_vs_{_short(key)}", f"{metric} (validation: solid, test: dashed) vs {key}", plots.png(fig)))
+        fig = plots.by_swept_value(rows, key, [("train_seconds", None, "-")], "training wall time (s)",
+                                   f"Training time vs {key}")
+        out.append((f"time_vs_{_short(key)}", f"training wall time vs {key}", plots.png(fig)))
+    if "lora.r" in keys and any(r["r"] is not None and r["trainable"] for r in rows):
+        out.append(("params_vs_r", "trainable parameters vs LoRA rank r", plots.png(plots.params_vs_rank(rows))))
+    return out + overview_figures(rows, metric)
+
+
+def overview_figures(rows: list[dict[str, Any]], metric: str) -> list[tuple[str, str, bytes]]:
+    plots = _plots()
+
+    out = [("time_vs_" + metric, f"training wall time vs test {metric}, one point per run",
+            plots.png(plots.time_vs_metric(rows, metric)))]
+    out.append(("loss_curves", "validation (solid) and training (dashed) loss per epoch, every run",
+                plots.png(plots.loss_curves([(r["name"], r["epochs"]) for r in rows]))))
+    if len(rows) <= 24:
+        out.append(("comparison", "training time, trainable parameters, test loss and test metric per run",
+                    plots.png(plots.comparison_bars(rows, metric))))
+    return out
+
+
+# --------------------------------------------------------------------------- sweep summary
+
+
+@dataclass
+class SweepSummary:
+    rows: list[dict[str, Any]]
+    headers: list[str]
+    body: list[list[Any]]
+    text: str
+    """The table as the terminal shows it."""
+
+
+def write_sweep_summary(sweep_dir: str | Path, metric: str | None = None) -> SweepSummary:
+    """summary.csv, summary.md and plots/*.png of a sweep folder, from its finished runs."""
+    sweep = read_sweep(sweep_dir)
+    metric = metric or sweep.metric
+    if not sweep.runs:
+        raise TextloraError(f"sweep {str(sweep.path)!r} has no finished run yet; run the sweep first")
+    rows = sort_rows([run_row(run, sweep.keys, metric) for run in sweep.runs], metric)
+    headers, body = sweep_table(rows, sweep.keys, metric)
+    with open(sweep.path / "summary.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(headers)
+        writer.writerows([["" if v is None else v for v in row] for row in body])
+    plots_dir = sweep.path / "plots"
+    lines = [f"# Sweep {sweep.path.name}", "", sweep_note(sweep, metric, len(rows)), "", render(headers, body, markdown=True), ""]
+    try:
+        figures = sweep_figures(rows, sweep.keys, metric)
+        plots_dir.mkdir(exist_ok=True)
+    except TextloraError as err:  # no matplotlib: the table still stands
+        figures = []
+        lines += [f"No plots: {err}.", ""]
+    for stem, caption, data in figures:
+        (plots_dir / f"{stem}.png").write_bytes(data)
+        lines += [f"![{caption}](plots/{stem}.png)", ""]
+    (sweep.path / "summary.md").write_text("\n".join(lines))
+    return SweepSummary(rows=rows, headers=headers, body=body, text=render(headers, body))
+
+
+def sweep_note(sweep: SweepDir, metric: str, n: int) -> str:
+    recipe = sweep.spec.get("recipe") or "the built-in defaults"
+    swept = ", ".join(sweep.keys) or "-"
+    return (f"{n} run(s) of `{recipe}` over {swept}, sorted by {metric} on the validation rows "
+            f"(after the last epoch); the test columns are reported, never used to choose.")
+
+
+# --------------------------------------------------------------------------- the report document
+
+
+@dataclass
+class Doc:
+    """A list of blocks rendered twice: HTML (images inline) and markdown (images as files)."""
+
+    title: str
+    blocks: list[tuple] = field(default_factory=list)
+    _stems: set[str] = field(default_factory=set)
+
+    def heading(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def para(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, headers: list[str], rows: list[list[Any]]) -> None:
+        self.blocks.append(("table", headers, rows))
+
+    def image(self, stem: str, caption: str, data: bytes) -> None:
+        stem = re.sub(r"[^A-Za-z0-9._=,+-]", "-", stem)
+        base, i = stem, 2
+        while stem in self._stems:
+            stem, i = f"{base}-{i}", i + 1
+        self._stems.add(stem)
+        self.blocks.append(("img", stem, caption, data))
+
+
+def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for value in row:
+            numeric = (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+                isinstance(value, str) and NUMBER.fullmatch(value) is not None)
+            cells.append(f'<td class="{"num" if numeric else "txt"}">{html.escape(fmt(value))}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _inline(text: str) -> str:
+    """Markdown's `code` as <code>, everything else escaped."""
+    parts = text.split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
+       padding: 0 1rem; color: #1f2328; line-height: 1.45; }
+h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
+h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
+table { border-collapse: collapse; margin: .8rem 0 1.2rem; font-size: .85rem; display: block; overflow-x: auto; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .55rem; }
+th { background: #f6f8fa; text-align: center; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) { background: #fbfcfd; }
+figure { margin: 1rem 0; display: inline-block; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #eaeef2; }
+figcaption { font-size: .8rem; color: #57606a; }
+code { background: #f6f8fa; padding: 0 .25rem; border-radius: 3px; }
+"""
+
+
+def render_html(doc: Doc) -> str:
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>{html.escape(doc.title)}</title><style>{CSS}</style></head><body>"]
+    for block in doc.blocks:
+        kind = block[0]
+        if kind == "h":
+            parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            parts.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "table":
+            parts.append(_html_table(block[1], block[2]))
+        elif kind == "img":
+            encoded = base64.b64encode(block[3]).decode("ascii")
+            parts.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(block[2])}">'
+                         f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def render_markdown(doc: Doc) -> str:
+    lines: list[str] = []
+    for block in doc.blocks:
+        kind = block[0]
+        if kind == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "table":
+            lines += [render(block[1], block[2], markdown=True), ""]
+        elif kind == "img":
+            lines += [f"![{block[2]}](images/{block[1]}.png)", ""]
+    return "\n".join(lines)
+
+
+def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accuracy", title: str = "textlora report") -> Doc:
+    from textlora.pipeline import comparison_rows
+
+    plots = _plots()
+
+    doc = Doc(title=title)
+    doc.heading(1, title)
+    doc.para(f"{len(runs)} run(s), {len(sweeps)} sweep(s). Test numbers are measured on each run's held-out test rows "
+             "with the shipped artifact; per-epoch numbers on its validation rows.")
+    rows = [run_row(run, [], metric) for run in runs]
+
+    doc.heading(2, "Comparison of runs")
+    doc.table(*comparison_of_runs(rows, runs))
+    one_sweep = len(sweeps) == 1 and {r.path.resolve() for r in sweeps[0].runs} == {r.path.resolve() for r in runs}
+    if len(rows) > 1 and not one_sweep:  # a lone sweep's section below draws the same figures
+        for stem, caption, data in overview_figures(rows, metric):
+            doc.image(stem, caption, data)
+
+    for sweep in sweeps:
+        doc.heading(2, f"Sweep {sweep.path.name}")
+        if not sweep.runs:
+            doc.para("No finished run yet.")
+            continue
+        labels = {r.path.resolve(): r.label for r in runs}
+        sweep_rows = [run_row(run, sweep.keys, sweep.metric) for run in sweep.runs]
+        for row, run in zip(sweep_rows, sweep.runs):
+            row["name"] = labels.get(run.path.resolve(), row["name"])
+        sweep_rows = sort_rows(sweep_rows, sweep.metric)
+        doc.para(sweep_note(sweep, sweep.metric, len(sweep_rows)))
+        doc.table(*sweep_table(sweep_rows, sweep.keys, sweep.metric))
+        for stem, caption, data in sweep_figures(sweep_rows, sweep.keys, sweep.metric):
+            doc.image(f"{sweep.path.name}-{stem}", caption, data)
+
+    for run, row in zip(runs, rows):
+        doc.heading(2, f"Run {run.label}")
+        doc.para(run_description(run, row))
+        named = comparison_rows(run.metrics)
+        if named:
+            doc.heading(3, "Evaluation comparison (test rows)")
+            doc.table(["Metric"] + [name for name, _ in named],
+                      [[label] + [m.get(key) for _, m in named] for key, label in COMPARISON_METRICS])
+        if row["epochs"]:
+            doc.heading(3, "Per epoch (validation rows)")
+            doc.table([h for h, _ in EPOCH_COLUMNS], [[e.get(k) for _, k in EPOCH_COLUMNS] for e in row["epochs"]])
+            doc.image(f"{run.label}-learning-curves", f"{run.label}: learning curves",
+                      plots.png(plots.learning_curves(row["epochs"], run.label)))
+        matrix = row["final"].get("confusion_matrix")
+        if matrix:
+            doc.image(f"{run.label}-confusion", f"{run.label}: confusion matrix on the test rows (fine-tuned)",
+                      plots.png(plots.confusion_matrix(matrix, list(run.info.get("label_names", [])),
+                                                       f"{run.label} (test rows)")))
+    return doc
+
+
+def run_description(run: Run, row: dict[str, Any]) -> str:
+    method = row["method"]
+    parts = [f"`{run.info.get('base_model')}` + **{method}** on `{run.value('data.source')}` "
+             f"({', '.join(run.info.get('label_names', []))})."]
+    if method not in ("full", "head"):
+        targets = run.value("lora.target_modules")
+        parts.append(f"r={run.value('lora.r')}, alpha={_plain(run.value('lora.alpha'))}, "
+                     f"dropout={_plain(run.value('lora.dropout'))}, targets={_plain(targets) if targets else 'preset'}.")
+    lr = run.value("train.learning_rate")
+    parts.append(f"{_plain(run.value('train.epochs'))} epoch(s), lr {_plain(lr) if lr is not None else 'method default'}, "
+                 f"batch {run.value('train.batch_size')}.")
+    if row["trainable"] is not None:
+        parts.append(f"Trainable parameters: {row['trainable']:,} of {row['total']:,} ({row['ratio']:.2%}).")
+    if row["train_seconds"] is not None:
+        parts.append(f"Training: {row['train_seconds']:.1f} s.")
+    if row["artifact_mb"] is not None:
+        parts.append(f"Artifact: {row['artifact_mb']:.2f} MiB.")
+    parts.append(f"Folder: `{run.path}`.")
+    return " ".join(parts)
+
+
+def write_report(paths: Iterable[str | Path], out: str | Path, metric: str = "accuracy",
+                 title: str = "textlora report") -> Path:
+    """Write out/index.html (self-contained) and out/report.md (+ images/); returns index.html."""
+    from textlora.metrics import HEADLINE
+
+    if metric not in HEADLINE:
+        raise TextloraError(f"unknown --metric {metric!r}; choose one of: {', '.join(HEADLINE)}")
+    runs, sweeps = collect(paths)
+    if not runs:
+        raise TextloraError("nothing to report: the folders hold no finished run; train or sweep first")
+    doc = build_report(runs, sweeps, metric, title)
+    out = Path(out)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for block in doc.blocks:
+        if block[0] == "img":
+            (images / f"{block[1]}.png").write_bytes(block[3])
+    (out / "report.md").write_text(render_markdown(doc))
+    index = out / "index.html"
+    index.write_text(render_html(doc), encoding="utf-8")
+    return index
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_report(args) -> int:
+    index = write_report(args.paths, args.out, args.metric, args.title)
+    print(f"report written to {index} (and {index.parent / 'report.md'})")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="an HTML + markdown report of run and sweep folders (tables, learning curves, plots)",
+        description="Write a self-contained HTML report (images embedded) and a markdown twin from run folders, "
+        "sweep folders, or folders holding them. Nothing is retrained.",
+        epilog="example: textlora report runs/imdb-minilm sweeps/imdb-minilm --out report/",
+    )
+    parser.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run folders, sweep folders, or their parents")
+    parser.add_argument("--out", default="report", help="output folder (default: report/)")
+    parser.add_argument("--metric", default="accuracy", help="metric of the time-vs-metric and comparison plots")
+    parser.add_argument("--title", default="textlora report", help="title of the report")
+    parser.set_defaults(func=cmd_report)

@@ -1,0 +1,578 @@
+"""Sweeps: one recipe, many points, each an ordinary run folder.
+
+    sweeps/<name>/
+      sweep.json        recipe, overrides, swept keys, metric, every point so far
+      runs/<point>/     one run folder per point (named from its values: r=8,learning_rate=0.0005)
+      summary.csv       one row per finished run, sorted by the validation metric
+      summary.md        the same table, plus the plots below
+      plots/*.png       metric and wall time vs each swept key, parameters vs r,
+                        time vs metric, the loss curves of every run on one axis
+
+A point whose run folder is already a finished run is skipped, so re-running
+the same command continues where it stopped. Points run one after the other
+(`backend: local`) or as Ray Tune trials (`--backend ray`); `--search optuna`
+lets Optuna choose the points instead of the full grid. Runs are compared on
+their *validation* rows: the test rows are reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from textlora.config import Config, apply_overrides, config_from_dict, read_recipe
+from textlora.errors import TextloraError
+from textlora.runs import is_run, write_json
+
+SWEEP_FILE = "sweep.json"
+RUNS = "runs"
+BACKENDS = ("local", "ray")
+SEARCHES = ("grid", "optuna")
+# metrics.HEADLINE, repeated so `textlora --help` does not import scikit-learn
+METRICS = ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc")
+RESERVED = ("name", "output_dir")
+
+Printer = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- the search space
+
+
+@dataclass(frozen=True)
+class Range:
+    """`low..high[:log]`: a continuous (or integer) range, for --search optuna only."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+def _value(text: str) -> Any:
+    """One value as YAML reads it; YAML 1.1 leaves 1e-4 a string, Python reads it as a number."""
+    text = text.strip()
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets, so `[query,value],[query,key,value]` is two values."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def _key_of(text: str, flag: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise TextloraError(f"{flag} {text!r} must look like key=value,value,..., e.g. lora.r=4,8,16")
+    key, values = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise TextloraError(f"{flag} {text!r} has no key before '='")
+    if key in RESERVED:
+        raise TextloraError(f"{flag} cannot sweep {key!r}: the sweep names each run and places it under --out")
+    return key, values
+
+
+def parse_grid(specs: Iterable[str]) -> dict[str, list[Any] | Range]:
+    """`--grid lora.r=4,8,16` -> {"lora.r": [4, 8, 16]}; `key=1e-5..1e-3:log` -> a Range."""
+    space: dict[str, list[Any] | Range] = {}
+    for spec in specs:
+        key, text = _key_of(spec, "--grid")
+        if key in space:
+            raise TextloraError(f"--grid {key} is given twice; list all its values in one --grid")
+        match = re.fullmatch(r"\s*([-+0-9.eE]+?)\.\.([-+0-9.eE]+)(:log)?\s*", text)
+        if match:
+            low, high = _value(match.group(1)), _value(match.group(2))
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise TextloraError(f"--grid {spec!r}: a range must be LOW..HIGH with numbers LOW < HIGH")
+            if match.group(3) and low <= 0:
+                raise TextloraError(f"--grid {spec!r}: a :log range needs LOW > 0")
+            space[key] = Range(low, high, bool(match.group(3)))
+            continue
+        values = [_value(v) for v in _split_top_level(text)]
+        if any(v == "" for v in values):
+            raise TextloraError(f"--grid {spec!r} has an empty value; separate values with single commas")
+        if len(values) != len({json.dumps(v, sort_keys=True) for v in values}):
+            raise TextloraError(f"--grid {spec!r} lists a value twice")
+        space[key] = values
+    return space
+
+
+def parse_trials(specs: Iterable[str]) -> list[dict[str, Any]]:
+    """`--trial "train.learning_rate=3e-4 train.batch_size=8"` -> one explicit point (seed 004's trials)."""
+    points = []
+    for spec in specs:
+        point = {}
+        for item in spec.split():
+            key, text = _key_of(item, "--trial")
+            point[key] = _value(text)
+        if not point:
+            raise TextloraError("--trial is empty; give key=value pairs separated by spaces")
+        points.append(point)
+    return points
+
+
+def grid_points(space: dict[str, list[Any] | Range], trials: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Every combination of the grid values, times every explicit trial."""
+    ranges = [k for k, v in space.items() if isinstance(v, Range)]
+    if ranges:
+        raise TextloraError(f"--grid {ranges[0]} is a range; ranges need --search optuna (a grid needs listed values)")
+    keys = list(space)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+    trials = list(trials) or [{}]
+    overlap = set(keys) & {k for t in trials for k in t}
+    if overlap:
+        raise TextloraError(f"{sorted(overlap)[0]!r} is both in --grid and in --trial; give it in one of them")
+    return [{**trial, **combo} for trial in trials for combo in combos]
+
+
+# --------------------------------------------------------------------------- points -> configs
+
+
+def short_keys(keys: Iterable[str]) -> dict[str, str]:
+    """lora.r -> r, train.learning_rate -> learning_rate; the full key where two would clash."""
+    keys = list(keys)
+    leaves = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "+".join(format_value(v) for v in value)
+    if isinstance(value, dict):
+        return "+".join(f"{k}-{format_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def point_name(point: dict[str, Any], keys: dict[str, str] | None = None) -> str:
+    """`{"lora.r": 8, "train.learning_rate": 5e-4}` -> `r=8,learning_rate=0.0005`, safe as a folder name."""
+    keys = keys or short_keys(point)
+    name = ",".join(f"{keys[k]}={format_value(v)}" for k, v in point.items())
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "-", name).lstrip(".") or "base"
+    if len(name) > 120:  # file systems stop at 255 bytes; keep names readable and unique
+        name = name[:110] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise TextloraError(f"--grid {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+@dataclass
+class Sweep:
+    """A recipe with its overrides, and where its runs go."""
+
+    recipe: str | None
+    base: dict[str, Any]
+    """The raw recipe after --set/--model/--data/--quick, before any point's values."""
+    out: Path
+    metric: str = "accuracy"
+    keys: list[str] = field(default_factory=list)
+    """The swept keys, in --grid order."""
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out / RUNS
+
+    def config(self, point: dict[str, Any]) -> Config:
+        raw = copy.deepcopy(self.base)
+        for key, value in point.items():
+            _set_key(raw, key, value)
+        raw["name"] = point_name(point, short_keys(self.keys or list(point)))
+        raw["output_dir"] = str(self.runs_dir)
+        return config_from_dict(raw)
+
+
+def open_sweep(recipe: str | None, overrides: Iterable[str], out: str | Path | None, metric: str,
+               keys: Iterable[str]) -> Sweep:
+    if metric not in METRICS:
+        close = difflib.get_close_matches(metric, METRICS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TextloraError(f"unknown --metric {metric!r}{hint}; choose one of: {', '.join(METRICS)}")
+    raw = read_recipe(recipe) if recipe is not None else {"name": "sweep"}
+    base = apply_overrides(raw, overrides)
+    config_from_dict({**base, "name": "check"})  # the recipe itself is valid before any point runs
+    out_dir = Path(out) if out else Path("sweeps") / str(base.get("name", "sweep"))
+    return Sweep(recipe=recipe, base=base, out=out_dir, metric=metric, keys=list(keys))
+
+
+def _comparable(cfg: Config) -> dict[str, Any]:
+    return yaml.safe_load(cfg.to_yaml())
+
+
+def _absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """Local model and data paths made absolute: what a Ray trial in another process needs, and
+    what makes `../data` and `/home/me/data` compare equal."""
+    config = copy.deepcopy(config)
+    for section, key in (("model", "name"), ("data", "source")):
+        value = config.get(section, {}).get(key)
+        if isinstance(value, str) and not value.startswith("packaged:") and Path(value).expanduser().exists():
+            config[section][key] = str(Path(value).expanduser().resolve())
+    return config
+
+
+def _same_run(stored: dict[str, Any], cfg: Config) -> list[str]:
+    """Keys whose values differ (the folder's place, output_dir, is where it was found)."""
+    a, b = _absolute_paths(stored), _absolute_paths(_comparable(cfg))
+    a.pop("output_dir", None)
+    b.pop("output_dir", None)
+    return _differences(a, b)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        path = f"{prefix}{key}"
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += _differences(a[key], b[key], path + ".")
+        elif a.get(key) != b.get(key):
+            out.append(path)
+    return out
+
+
+def finished_run(cfg: Config) -> bool:
+    """True if this point's run folder is a finished run of exactly this config.
+
+    A finished run of another config is an error rather than a silent reuse:
+    its numbers would be reported under values it was not trained with.
+    """
+    folder = Path(cfg.output_dir) / cfg.name
+    if not is_run(folder):
+        return False
+    differ = _same_run(yaml.safe_load((folder / "config.yaml").read_text()), cfg)
+    if differ:
+        raise TextloraError(
+            f"{folder} was trained with a different config ({', '.join(differ[:3])} differ); "
+            "pass --overwrite to retrain it, or give another --out"
+        )
+    return True
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _record(sweep: Sweep, points: list[dict[str, Any]], search: str, backend: str) -> None:
+    """sweep.json: what was swept, every point so far (a re-run with more values adds to it)."""
+    path = sweep.out / SWEEP_FILE
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    keys = list(dict.fromkeys([*old.get("keys", []), *sweep.keys]))
+    named = {p["name"]: p for p in old.get("points", [])}
+    for point in points:
+        name = point_name(point, short_keys(sweep.keys or list(point)))
+        named[name] = {"name": name, "values": point}
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    write_json(path, {
+        "recipe": sweep.recipe,
+        "base": sweep.base,
+        "keys": keys,
+        "metric": sweep.metric,
+        "search": search,
+        "backend": backend,
+        "points": list(named.values()),
+    })
+
+
+def run_points(sweep: Sweep, points: list[dict[str, Any]], backend: str = "local", overwrite: bool = False,
+               quiet: bool = True, say: Printer = print, ray_options: dict[str, Any] | None = None) -> list[Path]:
+    """Run every point not already finished; returns the run folders of all points."""
+    if backend not in BACKENDS:
+        raise TextloraError(f"unknown --backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    configs = [sweep.config(point) for point in points]  # every point validates before any runs
+    names = [cfg.name for cfg in configs]
+    if len(set(names)) != len(names):
+        raise TextloraError("two points get the same run name; make the --grid values distinct")
+    todo = [cfg for cfg in configs if overwrite or not finished_run(cfg)]
+    say(f"sweep {sweep.out}: {len(configs)} point(s), {len(configs) - len(todo)} already finished, {len(todo)} to run")
+    if backend == "ray":
+        run_on_ray(sweep, todo, overwrite, quiet, say, **(ray_options or {}))
+    else:
+        for i, cfg in enumerate(todo, 1):
+            say(f"[{i}/{len(todo)}] {cfg.name} ...")
+            run_one(cfg, overwrite, sweep.metric, say)
+    return [Path(cfg.output_dir) / cfg.name for cfg in configs]
+
+
+def run_one(cfg: Config, overwrite: bool, metric: str, say: Printer) -> Path:
+    """Train one point quietly and say its headline numbers in one line."""
+    from textlora.pipeline import run_experiment
+
+    folder = Path(cfg.output_dir) / cfg.name
+    # An interrupted point resumes from its last checkpoint; a folder that is
+    # there but no finished run (e.g. a crash mid-rename) is replaced.
+    run_dir = run_experiment(cfg, overwrite=overwrite or folder.exists(), quiet=True, say=lambda *_: None,
+                             resume=not overwrite)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    score, test = validation_score(run_dir, metric), metrics["final"].get(metric)
+    say(f"    {metric}: validation {_num(score)}, test {_num(test)}; "
+        f"trained in {metrics['timing']['train_seconds']:.1f} s")
+    return run_dir
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def validation_score(run_dir: Path, metric: str) -> float | None:
+    """The metric on the validation rows after the last epoch (what a sweep chooses by)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    epochs = metrics.get("epochs") or []
+    return epochs[-1].get(metric) if epochs else None
+
+
+def _ray_trial(config: dict[str, Any]) -> None:
+    """One Ray Tune trial: train one point, report its validation and test metrics."""
+    from ray import tune
+
+    from textlora.pipeline import run_experiment
+
+    cfg = config_from_dict(config["point"]["config"])
+    folder = Path(cfg.output_dir) / cfg.name
+    overwrite = config["point"]["overwrite"]
+    run_dir = run_experiment(cfg, overwrite=overwrite or folder.exists(), quiet=True, say=lambda *_: None,
+                             resume=not overwrite)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    last = (metrics.get("epochs") or [{}])[-1]
+    report = {f"val_{k}": last.get(k) for k in METRICS if isinstance(last.get(k), (int, float))}
+    report.update({f"test_{k}": v for k, v in metrics["final"].items() if k in METRICS and isinstance(v, (int, float))})
+    report["train_seconds"] = metrics["timing"]["train_seconds"]
+    report["run_dir"] = str(run_dir)
+    tune.report(report)
+
+
+def run_on_ray(sweep: Sweep, todo: list[Config], overwrite: bool, quiet: bool, say: Printer,
+               address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0) -> None:
+    """The points as Ray Tune trials (Ray schedules them: locally, or on the cluster at `address`/RAY_ADDRESS).
+
+    Every trial writes its run folder under the sweep's --out, so on a cluster
+    that folder must be on storage every node sees (NFS, a mounted bucket).
+    """
+    if not todo:
+        return
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise TextloraError("--backend ray needs Ray Tune: pip install 'textlora[ray]'") from None
+    # Trials run in other processes (other machines on a cluster): hand them
+    # the full config with absolute paths, and keep their working directory.
+    runs_dir = str(sweep.runs_dir.resolve())
+    configs = [{**_absolute_paths(_comparable(cfg)), "output_dir": runs_dir} for cfg in todo]
+    env = {k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
+    env["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
+                 runtime_env={"env_vars": env}, logging_level="ERROR" if quiet else "INFO")
+    try:
+        mode = "min" if sweep.metric == "loss" else "max"
+        tuner = tune.Tuner(
+            tune.with_resources(_ray_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+            param_space={"point": tune.grid_search([{"config": c, "overwrite": overwrite} for c in configs])},
+            tune_config=tune.TuneConfig(metric=f"val_{sweep.metric}", mode=mode),
+            run_config=tune.RunConfig(name="tune", storage_path=str((sweep.out / "ray").resolve()),
+                                      verbose=0 if quiet else 1),
+        )
+        say(f"ray: {len(configs)} trial(s), {cpus_per_trial:g} CPU / {gpus_per_trial:g} GPU each")
+        results = tuner.fit()
+        if results.errors:
+            first = (str(results.errors[0]).strip().splitlines() or ["?"])[-1][:200]
+            raise TextloraError(f"{len(results.errors)} Ray trial(s) failed (last line of the first: {first}); "
+                                f"their logs are under {sweep.out / 'ray'}; re-run to retry them")
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_optuna(sweep: Sweep, space: dict[str, list[Any] | Range], trials: int, overwrite: bool = False,
+               quiet: bool = True, say: Printer = print) -> list[Path]:
+    """Optuna chooses `trials` points from the space (listed values: categorical; ranges: float/int).
+
+    The study lives in the sweep folder (optuna.db), so a re-run continues it
+    up to `trials` finished trials in all.
+    """
+    try:
+        import optuna
+    except ImportError:
+        raise TextloraError("--search optuna needs Optuna: pip install 'textlora[sweep]'") from None
+    if trials < 1:
+        raise TextloraError("--trials must be >= 1")
+    if quiet:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    seed = int(sweep.base.get("seed", 42))
+    study = optuna.create_study(
+        study_name="textlora", storage=f"sqlite:///{(sweep.out / 'optuna.db').resolve()}", load_if_exists=True,
+        direction="minimize" if sweep.metric == "loss" else "maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
+    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    folders: list[Path] = []
+
+    def suggest(trial, key: str, domain: list[Any] | Range) -> Any:
+        if isinstance(domain, Range):
+            if domain.integer:
+                return trial.suggest_int(key, domain.low, domain.high, log=domain.log)
+            value = trial.suggest_float(key, domain.low, domain.high, log=domain.log)
+            return float(f"{value:.3g}")  # 3 significant digits: readable run names, nothing lost in practice
+        # Optuna's categorical choices must be plain scalars; lists travel as JSON text.
+        choices = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in domain]
+        chosen = trial.suggest_categorical(key, choices)
+        return domain[choices.index(chosen)]
+
+    def objective(trial) -> float:
+        point = {key: suggest(trial, key, domain) for key, domain in space.items()}
+        _record(sweep, [point], "optuna", "local")
+        cfg = sweep.config(point)
+        folder = Path(cfg.output_dir) / cfg.name
+        if overwrite or not finished_run(cfg):
+            say(f"[trial {trial.number}] {cfg.name} ...")
+            run_one(cfg, overwrite, sweep.metric, say)
+        else:
+            say(f"[trial {trial.number}] {cfg.name} (already finished)")
+        folders.append(folder)
+        score = validation_score(folder, sweep.metric)
+        return float("nan") if score is None else score
+
+    say(f"optuna: {done} trial(s) finished before, {max(0, trials - done)} to run")
+    study.optimize(objective, n_trials=max(0, trials - done))
+    return folders
+
+
+def sweep(recipe: str | None, grid: Iterable[str] = (), trials_spec: Iterable[str] = (),
+          overrides: Iterable[str] = (), out: str | Path | None = None, metric: str = "accuracy",
+          search: str = "grid", trials: int | None = None, backend: str = "local", overwrite: bool = False,
+          quiet: bool = True, say: Printer = print, ray_options: dict[str, Any] | None = None) -> Path:
+    """Run a sweep and write its summary; returns the sweep folder. What `textlora sweep` calls."""
+    from textlora.report import write_sweep_summary
+
+    space = parse_grid(grid)
+    explicit = parse_trials(trials_spec)
+    if search not in SEARCHES:
+        raise TextloraError(f"unknown --search {search!r}; choose one of: {', '.join(SEARCHES)}")
+    if not space and not explicit:
+        raise TextloraError("nothing to sweep: give at least one --grid KEY=V1,V2 (or --trial)")
+    keys = list(dict.fromkeys([*(k for t in explicit for k in t), *space]))
+    state = open_sweep(recipe, overrides, out, metric, keys)
+    if search == "optuna":
+        if explicit:
+            raise TextloraError("--trial lists fixed points; with --search optuna give the space with --grid only")
+        if backend != "local":
+            raise TextloraError("--search optuna runs with --backend local; Ray runs grid sweeps")
+        if not trials:
+            raise TextloraError("--search optuna needs --trials N (how many points Optuna tries)")
+        _record(state, [], search, backend)
+        run_optuna(state, space, trials, overwrite, quiet, say)
+    else:
+        if trials:
+            raise TextloraError("--trials is for --search optuna; a grid runs every combination")
+        points = grid_points(space, explicit)
+        for point in points:  # every point validates before anything is written or run
+            state.config(point)
+        _record(state, points, search, backend)
+        run_points(state, points, backend, overwrite, quiet, say, ray_options)
+    summary = write_sweep_summary(state.out)
+    say("")
+    say(summary.text)
+    say(f"\nsweep saved to {state.out} (summary.md, summary.csv, plots/)")
+    return state.out
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_sweep(args) -> int:
+    from textlora.quick import quick_overrides
+
+    overrides = (quick_overrides() if args.quick else []) + list(args.set or [])
+    if args.model:
+        overrides.append(f"model.name={json.dumps(args.model)}")
+    if args.data:
+        overrides.append(f"data.source={json.dumps(args.data)}")
+    ray_options = {"address": args.ray_address, "cpus_per_trial": args.cpus_per_trial,
+                   "gpus_per_trial": args.gpus_per_trial}
+    out = args.out
+    if args.quick and not out:  # quick runs never share a folder with the real ones
+        name = read_recipe(args.recipe).get("name") if args.recipe else "sweep"
+        out = Path("sweeps") / f"{name}-quick"
+    sweep(args.recipe, args.grid or [], args.trial or [], overrides, out, args.metric, args.search,
+          args.trials, args.backend, args.overwrite, args.quiet, print, ray_options)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a recipe over a grid of values (or an Optuna search), then tabulate and plot",
+        description="Run every grid point as a run folder under one sweep folder (re-running continues where it "
+        "stopped), then write summary.csv, summary.md and plots/ sorted by the validation metric.",
+        epilog="example: textlora sweep recipes/imdb-minilm.yaml --data ../shared/data/imdb "
+        "--grid lora.r=4,8,16,32 --grid train.learning_rate=1e-4,5e-4",
+    )
+    parser.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
+    parser.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                        help="values of one key (repeatable; every combination runs). Lists: [a,b],[a,b,c]. "
+                        "With --search optuna also LOW..HIGH or LOW..HIGH:log")
+    parser.add_argument("--trial", action="append", metavar="'K=V K=V'",
+                        help="one explicit point of several keys, e.g. 'train.learning_rate=3e-4 train.epochs=4' "
+                        "(repeatable; combined with every --grid combination)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key for every point")
+    parser.add_argument("--model", help="model for every point (sets model.name)")
+    parser.add_argument("--data", help="data for every point (sets data.source)")
+    parser.add_argument("--quick", action="store_true", help="tiny runs (64 train rows, 1 epoch) to check the sweep")
+    parser.add_argument("--metric", default="accuracy", help=f"validation metric to sort and choose by: {', '.join(METRICS)}")
+    parser.add_argument("--search", default="grid", choices=SEARCHES, help="grid (every combination) or optuna")
+    parser.add_argument("--trials", type=int, help="with --search optuna: how many points to try in all")
+    parser.add_argument("--backend", default="local", choices=BACKENDS,
+                        help="local: one run after another; ray: Ray Tune trials (pip install 'textlora[ray]')")
+    parser.add_argument("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1, help="Ray resources per trial (default 1)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0, help="Ray GPUs per trial (default 0)")
+    parser.add_argument("--out", help="sweep folder (default: sweeps/<recipe name>, with --quick sweeps/<name>-quick)")
+    parser.add_argument("--overwrite", action="store_true", help="retrain points that already finished")
+    parser.add_argument("--quiet", action="store_true", help="only the sweep's own lines")
+    parser.set_defaults(func=cmd_sweep)

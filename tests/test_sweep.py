@@ -1,0 +1,222 @@
+"""Sweeps on the tiny BERT: grid parsing, a rank sweep through the real command, resuming,
+Optuna, Ray Tune (2 trials on CPU), and TensorBoard tracking."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_overrides
+from textlora.cli import main
+from textlora.errors import TextloraError
+from textlora.sweep import Range, grid_points, parse_grid, parse_trials, point_name, short_keys
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def small(tiny_bert_dir, reviews_csv, tmp_path, **extra) -> list[str]:
+    """Runs of a few seconds: 48 training rows, 1 epoch, no baselines."""
+    settings = {"train.epochs": 1, "data.n_train": 48, "data.n_eval": 32, "data.validation_size": 16,
+                "baselines": "[]", **extra}
+    return tiny_overrides(tiny_bert_dir, reviews_csv, tmp_path / "unused", **settings)
+
+
+def sets(overrides):
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+# --------------------------------------------------------------------------- parsing (no training)
+
+
+def test_grid_values_are_typed_and_named():
+    space = parse_grid(["lora.r=4,8,16", "train.learning_rate=1e-4,5e-4",
+                        "lora.target_modules=[query,value],[query,key,value]", "method=lora,full"])
+    assert space["lora.r"] == [4, 8, 16]
+    assert space["train.learning_rate"] == [0.0001, 0.0005]  # YAML 1.1 alone would leave "1e-4" a string
+    assert space["lora.target_modules"] == [["query", "value"], ["query", "key", "value"]]
+    points = grid_points(space)
+    assert len(points) == 3 * 2 * 2 * 2
+    keys = short_keys(space)
+    assert point_name(points[0], keys) == "r=4,learning_rate=0.0001,target_modules=query+value,method=lora"
+    assert point_name({"train.learning_rate": 5e-5}) == "learning_rate=5e-05"
+    # Keys whose last part clashes keep their full dotted name.
+    assert short_keys(["a.r", "b.r", "lora.alpha"]) == {"a.r": "a.r", "b.r": "b.r", "lora.alpha": "alpha"}
+    assert point_name({"data.source": "x/y z"}) == "source=x-y-z"
+
+
+def test_ranges_and_explicit_trials():
+    space = parse_grid(["train.learning_rate=1e-5..1e-3:log", "lora.r=2..16"])
+    assert space["train.learning_rate"] == Range(1e-5, 1e-3, log=True)
+    assert space["lora.r"] == Range(2, 16) and space["lora.r"].integer
+    with pytest.raises(TextloraError, match="ranges need --search optuna"):
+        grid_points(space)
+    trials = parse_trials(["train.learning_rate=5e-5 train.batch_size=8 train.epochs=3",
+                           "train.learning_rate=3e-4 train.batch_size=8 train.epochs=4"])
+    assert trials[1] == {"train.learning_rate": 0.0003, "train.batch_size": 8, "train.epochs": 4}
+    points = grid_points(parse_grid(["lora.r=8,16"]), trials)
+    assert [(p["train.epochs"], p["lora.r"]) for p in points] == [(3, 8), (3, 16), (4, 8), (4, 16)]
+
+
+@pytest.mark.parametrize("spec, pattern", [
+    ("lora.r", "must look like key=value"),
+    ("name=a,b", "cannot sweep 'name'"),
+    ("lora.r=4,,8", "empty value"),
+    ("lora.r=4,4", "lists a value twice"),
+    ("lora.dropout=0.5..0.1", "LOW < HIGH"),
+])
+def test_bad_grid(spec, pattern):
+    with pytest.raises(TextloraError, match=pattern):
+        parse_grid([spec])
+
+
+def test_every_point_validates_before_any_runs(tiny_bert_dir, reviews_csv, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", *sets(small(tiny_bert_dir, reviews_csv, tmp_path)), "--grid", "lora.r=4,0",
+                 "--out", str(out)])
+    assert code == 2
+    assert "lora.r must be a positive integer" in capsys.readouterr().err
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+
+
+# --------------------------------------------------------------------------- a rank sweep, end to end
+
+
+@pytest.fixture(scope="module")
+def rank_sweep(tiny_bert_dir, reviews_csv, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rank")
+    out = tmp / "sweep"
+    args = ["sweep", *sets(small(tiny_bert_dir, reviews_csv, tmp)), "--grid", "lora.r=2,4,8", "--out", str(out),
+            "--quiet"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_rank_sweep_writes_runs_table_and_plots(rank_sweep):
+    out, _ = rank_sweep
+    names = ["r=2", "r=4", "r=8"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == names
+    assert all((out / "runs" / n / "run.json").is_file() for n in names)
+
+    with open(out / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    scores = [float(r["validation accuracy"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    for row in rows:
+        metrics = json.loads((out / "runs" / row["run"] / "metrics.json").read_text())
+        r = int(row["r"])
+        # 2 layers x (query, value) x (A: r x 32 + B: 32 x r) + the head (32 x 2 + 2): exact, as peft counts.
+        assert int(row["trainable"].replace(",", "")) == metrics["params"]["trainable"] == 2 * 2 * 64 * r + 66
+        assert float(row["validation accuracy"]) == pytest.approx(metrics["epochs"][-1]["accuracy"], abs=1e-4)
+        assert float(row["test accuracy"]) == pytest.approx(metrics["final"]["accuracy"], abs=1e-4)
+
+    plots = {p.name for p in (out / "plots").iterdir()}
+    assert plots == {"accuracy_vs_r.png", "time_vs_r.png", "params_vs_r.png", "time_vs_accuracy.png",
+                     "loss_curves.png", "comparison.png"}
+    for name in plots:
+        data = (out / "plots" / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000
+    summary = (out / "summary.md").read_text()
+    assert "| run | r | validation accuracy |" in summary
+    assert summary.count("](plots/") == len(plots)
+    spec = json.loads((out / "sweep.json").read_text())
+    assert spec["keys"] == ["lora.r"] and [p["name"] for p in spec["points"]] == names
+
+
+def test_rerun_continues_where_it_stopped(rank_sweep, capsys):
+    out, args = rank_sweep
+    before = {p.name: (p / "run.json").stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    # One point lost (as if the sweep stopped before it): only that one trains again.
+    import shutil
+
+    shutil.rmtree(out / "runs" / "r=4")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "3 point(s), 2 already finished, 1 to run" in printed
+    after = {p.name: (p / "run.json").stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    assert after["r=2"] == before["r=2"] and after["r=8"] == before["r=8"]
+    assert set(after) == set(before)
+
+
+def test_rerun_with_another_config_is_refused(rank_sweep, capsys):
+    out, args = rank_sweep
+    assert main([*args, "--set", "lora.alpha=32"]) == 2
+    assert "trained with a different config (lora.alpha differ)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- Optuna, Ray Tune
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="optuna not installed: pip install 'textlora[sweep]'")
+def test_optuna_search(tiny_bert_dir, reviews_csv, tmp_path, capsys):
+    out = tmp_path / "optuna"
+    args = ["sweep", *sets(small(tiny_bert_dir, reviews_csv, tmp_path)), "--search", "optuna", "--trials", "2",
+            "--grid", "lora.r=2,4", "--grid", "train.learning_rate=1e-3..1e-2:log", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert 1 <= len(runs) <= 2 and all(n.startswith("r=") and ",learning_rate=" in n for n in runs)
+    for name in runs:
+        lr = float(name.split("learning_rate=")[1])
+        assert 1e-3 <= lr <= 1e-2
+        config = (out / "runs" / name / "config.yaml").read_text()
+        assert f"learning_rate: {lr}" in config
+    import optuna
+
+    study = optuna.load_study(study_name="textlora", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    capsys.readouterr()
+    assert main(args) == 0  # the study is complete: nothing more runs
+    assert "2 trial(s) finished before, 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="Ray Tune not installed (pip install 'textlora[ray]'): the ray backend is untested here")
+@pytest.mark.skipif(os.environ.get("TEXTLORA_TEST_RAY") != "1",
+                    reason="a local Ray cluster takes ~60 s to start and run 2 trials on 2 cores; "
+                    "run it with TEXTLORA_TEST_RAY=1")
+def test_ray_backend_runs_two_trials(tiny_bert_dir, reviews_csv, tmp_path):
+    out = tmp_path / "ray"
+    args = ["sweep", *sets(small(tiny_bert_dir, reviews_csv, tmp_path)), "--grid", "lora.r=2,4", "--backend", "ray",
+            "--cpus-per-trial", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["r=2", "r=4"]
+    for name, r in (("r=2", 2), ("r=4", 4)):
+        metrics = json.loads((out / "runs" / name / "metrics.json").read_text())
+        assert metrics["params"]["trainable"] == 256 * r + 66
+    # Ray Tune's own record of the two trials sits beside the runs.
+    results = list((out / "ray" / "tune").glob("*/result.json"))
+    assert len(results) == 2
+    reported = [json.loads(p.read_text().splitlines()[-1]) for p in results]
+    assert sorted(Path(r["run_dir"]).name for r in reported) == ["r=2", "r=4"]
+    assert all(0 <= r["val_accuracy"] <= 1 for r in reported)
+    with open(out / "summary.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
+                    reason="tensorboard not installed: pip install 'textlora[tracking]'")
+def test_tensorboard_event_files_stay_with_the_run(tiny_bert_dir, reviews_csv, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from textlora.config import load_config
+    from textlora.pipeline import run_experiment
+
+    overrides = small(tiny_bert_dir, reviews_csv, tmp_path, **{"train.report_to": "tensorboard", "name": "tb",
+                                                              "train.epochs": 2})
+    overrides = [o for o in overrides if not o.startswith("output_dir=")] + [f"output_dir={tmp_path / 'runs'}"]
+    run_dir = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
+    events = list((run_dir / "logs").rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event file under {run_dir / 'logs'}"
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    accuracy = accumulator.Scalars("eval/accuracy")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [round(s.value, 5) for s in accuracy] == [round(e["accuracy"], 5) for e in metrics["epochs"]]
