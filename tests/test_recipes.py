@@ -1,0 +1,207 @@
+"""Every recipe validates, carries the seed's settings, and runs in --quick mode on a tiny model.
+
+The seed recipes name real hub models and datasets; here each one runs with
+--model pointing at a tiny model of the same architecture (random weights,
+the MiniLM vocabulary) and --data at a local copy of its dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SHARED_DATA, save_tokenizer_copy
+from textlora.cli import main
+from textlora.config import load_config, read_recipe
+from textlora.quick import QUICK
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def waits_for(path: Path) -> str | None:
+    """A recipe that needs an unbuilt feature says so in a `# waits for:` comment."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# waits for:"):
+            return line[len("# waits for:"):].strip()
+    return None
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_validates_and_shows_its_command(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith(f"# textlora train recipes/{path.name}"), first
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+
+
+def seed_recipe(number: str) -> list[Path]:
+    return [p for p in RECIPES if p.name.startswith(f"seed{number}-")]
+
+
+def test_a_recipe_for_every_seed():
+    assert all(seed_recipe(n) for n in ("000", "001", "002", "003", "004"))
+    assert {p.stem for p in seed_recipe("002")} == {"seed002-imdb-distilbert", "seed002-agnews-distilbert"}
+
+
+# What each write-up states (shared/seeds/*.txt), key by key.
+SEED_SETTINGS = {
+    "seed000-imdb-bert-base": {
+        "model.name": "bert-base-uncased", "data.source": "stanfordnlp/imdb", "data.n_train": 5000,
+        "data.n_eval": 2000, "method": "lora", "lora.r": 8, "lora.alpha": 16, "lora.target_modules": ["query", "value"],
+        "lora.dropout": 0.1, "lora.bias": "none", "train.epochs": 3, "train.batch_size": 16,
+    },
+    "seed001-imdb-roberta-rslora": {
+        "model.name": "roberta-base", "data.source": "stanfordnlp/imdb", "method": "rslora", "lora.r": 8,
+        "lora.alpha": 8, "lora.dropout": 0.1, "lora.exclude_modules": ["classifier"], "train.epochs": 3,
+        "lora.target_modules": ["query", "key", "value", "dense", "word_embeddings"],
+    },
+    "seed002-imdb-distilbert": {
+        "model.name": "distilbert-base-uncased", "data.source": "stanfordnlp/imdb", "method": "lora", "lora.r": 8,
+        "lora.alpha": 32, "lora.dropout": 0.1, "train.learning_rate": 5e-5, "train.batch_size": 16,
+        "train.eval_batch_size": 16, "train.epochs": 3, "train.weight_decay": 0.01, "model.max_length": 128,
+        "lora.loraplus_lr_ratio": 2.0,
+    },
+    "seed002-agnews-distilbert": {
+        "model.name": "distilbert-base-uncased", "data.source": "ag_news", "method": "lora", "lora.r": 8,
+        "lora.alpha": 32, "lora.dropout": 0.1, "train.learning_rate": 5e-5, "train.batch_size": 16,
+        "train.epochs": 3, "train.weight_decay": 0.01, "model.max_length": 128,
+        "data.label_names": ["World", "Sports", "Business", "Sci/Tech"],
+    },
+    "seed003-imdb-distilbert-qlin": {
+        "model.name": "distilbert-base-uncased", "data.source": "stanfordnlp/imdb", "lora.r": 4, "lora.alpha": 32,
+        "lora.dropout": 0.01, "lora.target_modules": ["q_lin"], "train.learning_rate": 1e-3, "train.batch_size": 4,
+        "train.epochs": 1,
+    },
+    "seed004-druglib-flan-t5": {
+        "model.name": "google/flan-t5-base", "lora.r": 16, "lora.alpha": 64, "lora.dropout": 0.1,
+        "lora.target_modules": ["q", "v", "o"], "train.learning_rate": 3e-4, "train.batch_size": 8, "train.epochs": 4,
+        "data.label_bins": {"negative": [None, 4], "neutral": [5, 6], "positive": [7, None]},
+        "data.oversample": 800,
+    },
+}
+
+
+def dotted(config: dict, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(SEED_SETTINGS))
+def test_seed_recipe_has_the_write_up_settings(name):
+    config = load_config(Path(RECIPES[0].parent / f"{name}.yaml")).to_dict()
+    for key, expected in SEED_SETTINGS[name].items():
+        assert dotted(config, key) == expected, key
+
+
+def adapted_parameter_count(model_config, recipe: Path, overrides=()) -> tuple[int, int, int]:
+    """(before, trainable, total) of the recipe's method on the full-size architecture, built on the
+    meta device: exact counts in milliseconds, no weights downloaded or allocated."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from textlora.models import apply_method, count_parameters
+
+    cfg = load_config(recipe, overrides)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForSequenceClassification.from_config(model_config)
+        before = sum(p.numel() for p in model.parameters())
+        counted = count_parameters(apply_method(cfg, model, []))
+    return before, counted.trainable, counted.total
+
+
+def test_seed000_rank_table_is_reproduced():
+    """Seed 000 printed trainable/total parameters of bert-base-uncased for r = 4, 8, 16, 32."""
+    from transformers import BertConfig
+
+    bert_base = BertConfig(num_labels=2)  # BertConfig's defaults are bert-base-uncased's architecture
+    printed = {4: (148_994, 109_632_772), 8: (296_450, 109_780_228), 16: (591_362, 110_075_140),
+               32: (1_181_186, 110_664_964)}
+    recipe = seed_recipe("000")[0]
+    for r, (trainable, total) in printed.items():
+        before, got_trainable, got_total = adapted_parameter_count(bert_base, recipe, [f"lora.r={r}"])
+        assert before == 109_483_778  # the write-up's "Total parameters" of the plain model
+        assert (got_trainable, got_total) == (trainable, total), r
+
+
+def test_seed001_trainable_parameters_are_reproduced():
+    """Seed 001: 2,410,442 trainable of 124,647,170 (the plain roberta-base classifier)."""
+    from transformers import RobertaConfig
+
+    roberta_base = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                                 num_labels=2)
+    before, trainable, _ = adapted_parameter_count(roberta_base, seed_recipe("001")[0])
+    assert (before, trainable) == (124_647_170, 2_410_442)
+
+
+# --------------------------------------------------------------------------- quick runs on tiny models
+
+
+def _tiny(tmp_path_factory, minilm_dir, name: str, build):
+    import torch
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp(name)
+    build().save_pretrained(out)
+    save_tokenizer_copy(minilm_dir, out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, minilm_dir, tiny_bert_dir) -> dict[str, str]:
+    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    distilbert = _tiny(tmp_path_factory, minilm_dir, "tiny-distilbert", lambda: DistilBertModel(
+        DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64)))
+    roberta = _tiny(tmp_path_factory, minilm_dir, "tiny-roberta", lambda: RobertaModel(
+        RobertaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=130)))
+    return {"bert-base-uncased": tiny_bert_dir, "packaged:minilm": tiny_bert_dir,
+            "distilbert-base-uncased": distilbert, "roberta-base": roberta}
+
+
+# Local copies of the recipes' datasets (shared/data, beside the repository).
+LOCAL_DATA = {"stanfordnlp/imdb": "imdb", "ag_news": "ag_news"}
+
+RUNNABLE = [p for p in RECIPES if not waits_for(p)]
+
+
+def test_only_recipes_waiting_for_features_are_left_out():
+    left_out = {p.stem: waits_for(p) for p in RECIPES if waits_for(p)}
+    assert list(left_out) == ["seed004-druglib-flan-t5"]
+    assert "seq2seq" in left_out["seed004-druglib-flan-t5"]
+
+
+@pytest.mark.parametrize("path", RUNNABLE, ids=[p.stem for p in RUNNABLE])
+def test_recipe_runs_in_quick_mode(path, tiny_models, tmp_path):
+    raw = read_recipe(path)
+    source = raw["data"]["source"]
+    data = []
+    if source in LOCAL_DATA:
+        local = SHARED_DATA / LOCAL_DATA[source]
+        if not local.is_dir():
+            pytest.skip(f"no local copy of {source} at {local} (set TEXTLORA_SHARED_DATA)")
+        data = ["--data", str(local)]
+    model = tiny_models[raw["model"]["name"]]
+    out = tmp_path / "runs"
+    assert main(["train", str(path), "--model", model, *data, "--quick", "--output-dir", str(out), "--quiet"]) == 0
+
+    run_dir = out / path.stem
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["data"]["splits"]["train"]["rows"] == QUICK["data.n_train"]
+    assert metrics["data"]["splits"]["test"]["rows"] == QUICK["data.n_eval"]
+    assert len(metrics["epochs"]) == 1 and 0 <= metrics["final"]["accuracy"] <= 1
+    assert 0 < metrics["params"]["trainable"] < metrics["params"]["total"] or raw.get("method") == "full"
+    # --quick changed the sizes only: every other setting is the recipe's own.
+    ran = yaml.safe_load((run_dir / "config.yaml").read_text())
+    recipe = load_config(path).to_dict()
+    changed = {f"{section}.{key}" for section, values in recipe.items() if isinstance(values, dict)
+               for key, value in values.items() if ran[section][key] != value}
+    changed |= {key for key, value in recipe.items() if not isinstance(value, dict) and ran[key] != value}
+    allowed = set(QUICK) | {"model.name", "output_dir"} | ({"data.source"} if data else set())
+    assert changed <= allowed, changed - allowed
