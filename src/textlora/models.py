@@ -195,7 +195,12 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return names
 
 
-def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str]):
+# peft task type per objective: a classification head on the backbone, or the
+# language-model head scoring label words (seq2seq: T5; causal: decoder-only).
+PEFT_TASK_TYPES = {"classifier": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
+
+
+def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], objective: str = "classifier"):
     """The peft config of an adapter method (None for full and head)."""
     import peft
 
@@ -208,14 +213,14 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str]):
         # feed-forward layers (their input is scaled instead of their output).
         feedforward = [t for t in (targets if isinstance(targets, list) else []) if t in ("dense", "output", "fc1", "fc2", "lin1", "lin2", "wo", "down_proj")]
         return peft.IA3Config(
-            task_type=peft.TaskType.SEQ_CLS,
+            task_type=PEFT_TASK_TYPES[objective],
             target_modules=targets,
             feedforward_modules=feedforward,
             exclude_modules=lora.exclude_modules,
-            modules_to_save=modules_to_save,
+            modules_to_save=modules_to_save or None,
         )
     return peft.LoraConfig(
-        task_type=peft.TaskType.SEQ_CLS,
+        task_type=PEFT_TASK_TYPES[objective],
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
@@ -225,7 +230,7 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str]):
         use_rslora=method == "rslora",
         use_dora=method == "dora",
         init_lora_weights="pissa" if method == "pissa" else True,
-        modules_to_save=modules_to_save,
+        modules_to_save=modules_to_save or None,
     )
 
 
@@ -239,9 +244,14 @@ def outermost(names: set[str]) -> list[str]:
     return sorted(n for n in names if not any(n.startswith(other + ".") for other in names))
 
 
-def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str]) -> nn.Module:
-    """Wrap or freeze the model according to cfg.method."""
-    head = head_module_names(model)
+def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str], objective: str = "classifier") -> nn.Module:
+    """Wrap or freeze the model according to cfg.method.
+
+    objective: "classifier" (a *ForSequenceClassification model, whose head
+    always trains) or "seq2seq" / "causal" (a language model scoring label
+    words: no head, its pretrained LM head stays frozen).
+    """
+    head = head_module_names(model) if objective == "classifier" else []
     # Modules with no pretrained weights (the head, sometimes a pooler) start
     # random: they must train, and be saved with the adapter.
     must_train = outermost(set(head) | set(fresh_modules) | set(cfg.lora.modules_to_save or ()))
@@ -256,7 +266,7 @@ def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str]) -> nn.
         return model
     import peft
 
-    peft_config = peft_config_for(cfg, model, must_train)
+    peft_config = peft_config_for(cfg, model, must_train, objective)
     try:
         return peft.get_peft_model(model, peft_config)
     except ValueError as err:
