@@ -90,3 +90,64 @@ def tiny_run(tmp_path_factory, tiny_bert_dir, reviews_csv) -> Path:
     out = tmp_path_factory.mktemp("runs")
     cfg = load_config(None, tiny_overrides(tiny_bert_dir, reviews_csv, out, name="tiny"))
     return run_experiment(cfg, quiet=True, say=lambda *_: None)
+
+
+# --------------------------------------------------------------------------- tiny language models
+
+PROMPT_WORDS = "classify the sentiment of this review text as negative neutral or positive : , answer".split()
+
+
+def word_level_tokenizer(out: Path, specials: list[str], template: str, **special_tokens):
+    """A fast word-level tokenizer over the synthetic reviews' vocabulary, built offline with `tokenizers`.
+
+    `template` is the post-processor's single-sequence template, e.g. "$A </s>" (T5) or "<s> $A" (Llama).
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = specials + sorted(set(POSITIVE + NEGATIVE + FILLER + PROMPT_WORDS))
+    vocab = {word: i for i, word in enumerate(words)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(t, vocab[t]) for t in specials if t in template])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", **special_tokens)
+    fast.save_pretrained(out)
+    return fast, len(words)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> str:
+    """A 2-layer T5 with random weights and a T5-like tokenizer (appends </s>, pads with <pad>)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    out = tmp_path_factory.mktemp("tiny-t5")
+    _, vocab_size = word_level_tokenizer(out, ["<pad>", "</s>", "<unk>"], "$A </s>", eos_token="</s>",
+                                         pad_token="<pad>")
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(T5Config(
+        vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=2, num_decoder_layers=2,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )).save_pretrained(out)
+    return str(out)
+
+
+def tiny_decoder(out: Path, family: str) -> str:
+    """A 2-layer Llama (rotary positions) or GPT-2 (absolute positions) with random weights and a
+    tokenizer that, like theirs, has no pad token and pads on the left."""
+    import torch
+    from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel
+
+    _, vocab_size = word_level_tokenizer(out, ["<s>", "</s>", "<unk>"], "<s> $A", bos_token="<s>", eos_token="</s>",
+                                         padding_side="left")
+    torch.manual_seed(0)
+    if family == "llama":
+        LlamaModel(LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, bos_token_id=0, eos_token_id=1,
+                               max_position_embeddings=128)).save_pretrained(out)
+    else:
+        GPT2Model(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=0,
+                             eos_token_id=1)).save_pretrained(out)
+    return str(out)

@@ -185,6 +185,23 @@ def test_oversampling_touches_only_training_rows(tmp_path):
     assert list(load_splits(DataConfig(source=str(tmp_path), oversample="majority"), 3).train.text) == list(grown.train.text)
 
 
+def test_undersampling_then_oversampling_gives_exactly_n_per_class(tmp_path):
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(400)], "label": ["a"] * 300 + ["b"] * 70 + ["c"] * 30})
+    write(tmp_path, "train.csv", frame)
+    write(tmp_path, "test.csv", frame.iloc[::4])
+    plain = load_splits(DataConfig(source=str(tmp_path)), 3)
+    both = load_splits(DataConfig(source=str(tmp_path), undersample=50, oversample=50), 3)
+    assert np.bincount(both.train.label).tolist() == [50, 50, 50]  # seed 004's "800 per class", scaled
+    assert both.validation.equals(plain.validation) and both.test.equals(plain.test)
+    assert set(both.train.text) <= set(plain.train.text)
+    smallest = np.bincount(plain.train.label).min()
+    cut = load_splits(DataConfig(source=str(tmp_path), undersample="minority"), 3)
+    assert np.bincount(cut.train.label).tolist() == [smallest] * 3
+    assert cut.train.text.is_unique  # undersampling never repeats a row
+    with pytest.raises(TextloraError, match="data.undersample must be null, minority or a row count"):
+        DataConfig(undersample="majority")
+
+
 def test_balanced_class_weights():
     from textlora.config import config_from_dict
     from textlora.train import class_weight_vector

@@ -23,6 +23,7 @@ from textlora.errors import TextloraError
 METHODS = ("lora", "rslora", "dora", "loraplus", "pissa", "ia3", "full", "head")
 ADAPTER_METHODS = ("lora", "rslora", "dora", "loraplus", "pissa", "ia3")
 TRUNCATION_STRATEGIES = ("head", "head_tail")
+OBJECTIVES = ("auto", "classifier", "label_words")
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,18 @@ class DataConfig:
     oversample: Union[str, int, None] = None
     """Random oversampling of the training rows only: "majority" (every class up to the largest)
     or N (every class up to N rows); seeded. Validation and test rows are never touched."""
+    undersample: Union[str, int, None] = None
+    """Random undersampling of the training rows only, before any oversampling: "minority" (every
+    class down to the smallest) or N (every class down to N rows). With oversample: N as well,
+    every class ends with exactly N rows (seed 004's 800 per class)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.oversample, str) and self.oversample != "majority":
-            raise TextloraError(f"data.oversample must be null, majority or a row count, got {self.oversample!r}")
-        if isinstance(self.oversample, int) and self.oversample < 1:
-            raise TextloraError(f"data.oversample must be >= 1 rows per class, got {self.oversample}")
+        for key, word in (("oversample", "majority"), ("undersample", "minority")):
+            value = getattr(self, key)
+            if isinstance(value, str) and value != word:
+                raise TextloraError(f"data.{key} must be null, {word} or a row count, got {value!r}")
+            if isinstance(value, int) and value < 1:
+                raise TextloraError(f"data.{key} must be >= 1 rows per class, got {value}")
         if not self.source:
             raise TextloraError("data.source is empty: give a hub dataset id or a local path")
         for name in ("n_train", "n_eval"):
@@ -117,8 +124,14 @@ class ModelConfig:
     fused SDPA kernel runs (measured 2.4x faster at 512 tokens on CPU, see PERF-NOTES)."""
     trust_remote_code: bool = False
     """Run code shipped with a hub model. Off unless you trust its author."""
+    objective: str = "auto"
+    """classifier: a classification head on the model (encoders, decoder-only LMs); label_words:
+    the model's language-model head scores each class's words after a prompt (text-to-text, as
+    Flan-T5 is used; see the prompt section); auto: label_words for encoder-decoder models, else classifier."""
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise TextloraError(_unknown("model.objective", self.objective, OBJECTIVES))
         if self.max_length < 8:
             raise TextloraError(f"model.max_length must be >= 8, got {self.max_length}")
         if self.truncation not in TRUNCATION_STRATEGIES:
@@ -131,6 +144,34 @@ class ModelConfig:
             raise TextloraError(
                 f"model.head_tokens must be between 1 and max_length - 1, got {self.head_tokens}"
             )
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The prompt and label words of model.objective: label_words (unused with a classification head)."""
+
+    template: str = "Classify this text as {labels}:\n{text}"
+    """{text} is the text (truncated so the whole prompt fits max_length); {labels} lists the
+    label words, e.g. "negative, neutral or positive"."""
+    label_words: list[str] | None = None
+    """What the model should answer for each class, in label order; null = the class names."""
+
+    def __post_init__(self) -> None:
+        import string
+
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None]
+        except ValueError as err:
+            raise TextloraError(f"prompt.template is malformed ({err}); use {{text}} and {{labels}} placeholders") from None
+        if fields.count("text") != 1:
+            raise TextloraError("prompt.template must contain {text} exactly once, e.g. \"Classify this text as {labels}:\\n{text}\"")
+        unknown = [f for f in fields if f not in ("text", "labels")]
+        if unknown:
+            raise TextloraError(f"prompt.template has an unknown placeholder {{{unknown[0]}}}; only {{text}} and {{labels}} exist")
+        if self.label_words is not None:
+            words = [w.strip() for w in self.label_words]
+            if not all(words) or len(set(words)) != len(words):
+                raise TextloraError(f"prompt.label_words must be distinct non-empty words, got {self.label_words}")
 
 
 @dataclass(frozen=True)
@@ -230,6 +271,7 @@ class Config:
     """Rows measured before training: tfidf (TF-IDF + logistic regression), pre_adaptation."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -415,6 +415,21 @@ def oversample(rows: pd.DataFrame, target: str | int, seed: int) -> pd.DataFrame
     return grown.iloc[rng.permutation(len(grown))].reset_index(drop=True)
 
 
+def undersample(rows: pd.DataFrame, target: str | int, seed: int) -> pd.DataFrame:
+    """Keep `target` randomly chosen rows of each larger class ("minority": the smallest
+    class's count); seeded, and rows keep their order."""
+    counts = rows[LABEL].value_counts()
+    goal = int(counts.min()) if target == "minority" else int(target)
+    rng = np.random.default_rng(seed)
+    keep = np.ones(len(rows), dtype=bool)
+    labels = rows[LABEL].to_numpy()
+    for label, count in sorted(counts.items()):
+        if count > goal:
+            members = np.flatnonzero(labels == label)
+            keep[rng.choice(members, count - goal, replace=False)] = False
+    return rows[keep].reset_index(drop=True)
+
+
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read the source and return the train / validation / test rows the run uses."""
     frames, hub_names = read_source(cfg)
@@ -457,6 +472,10 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         notes.append(f"carved {len(validation)} validation rows from train (the test split is never used to choose)")
     train = sample(pool, cfg.n_train, seed, cfg.stratify)
     test = sample(test, cfg.n_eval, seed, cfg.stratify)
+    if cfg.undersample is not None:
+        before = len(train)
+        train = undersample(train, cfg.undersample, seed)
+        notes.append(f"undersampled the training rows from {before} to {len(train)} (validation and test untouched)")
     if cfg.oversample is not None:
         before = len(train)
         train = oversample(train, cfg.oversample, seed)

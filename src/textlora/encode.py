@@ -50,13 +50,27 @@ def token_length_stats(tokenizer, texts: Sequence[str], max_length: int, limit: 
     }
 
 
-def to_dataset(texts: Sequence[str], labels: Sequence[int] | None, tokenizer, model_cfg: ModelConfig):
-    """A datasets.Dataset of token ids (+ `labels`), ready for the Trainer."""
+def encode(tokenizer, texts: Sequence[str], model_cfg: ModelConfig, prompt=None) -> dict[str, list[list[int]]]:
+    """Token ids of the texts as the model reads them: plain, or inside the prompt of a label-word model."""
+    if prompt is None:
+        return encode_texts(tokenizer, texts, model_cfg)
+    from textlora.labelwords import encode_prompts
+
+    return encode_prompts(tokenizer, texts, prompt, model_cfg)
+
+
+def to_dataset(texts: Sequence[str], labels: Sequence[int] | None, tokenizer, model_cfg: ModelConfig,
+               prompt=None, targets: Sequence[Sequence[int]] | None = None):
+    """A datasets.Dataset of token ids (+ `labels`), ready for the Trainer.
+
+    A label-word model's `labels` are the target token ids of each row's
+    class (its LM loss); a classifier's are the class ids.
+    """
     import datasets
 
-    columns = encode_texts(tokenizer, texts, model_cfg)
+    columns = encode(tokenizer, texts, model_cfg, prompt)
     if labels is not None:
-        columns["labels"] = [int(label) for label in labels]
+        columns["labels"] = [int(label) if targets is None else list(targets[int(label)]) for label in labels]
     return datasets.Dataset.from_dict(columns)
 
 

@@ -7,6 +7,7 @@ is not padded to the length of a long one; results come back in input order.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,6 +36,7 @@ def predict_probs(
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     order = np.argsort([len(ids) for ids in input_ids], kind="stable")[::-1]
     device = model_device(model)
+    positions_needed = tokenizer.padding_side == "left" and "position_ids" in inspect.signature(model.forward).parameters
     was_training = model.training
     model.eval()
     chunks: list[tuple[np.ndarray, np.ndarray]] = []
@@ -49,6 +51,10 @@ def predict_probs(
                 index = order[start : start + batch_size]
                 rows = [{k: encoded[k][i] for k in keys} for i in index]
                 batch = tokenizer.pad(rows, padding=True, return_tensors="pt")
+                if positions_needed:
+                    # Left padding shifts every real token's absolute position;
+                    # count positions from each row's first real token instead.
+                    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits = model(**batch).logits.double()  # double: rows sum to 1 to 1e-12
                 chunks.append((index, torch.softmax(logits, dim=-1).cpu().numpy()))

@@ -112,6 +112,10 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
         if tokenizer.eos_token is None:
             raise TextloraError(f"tokenizer of {source!r} has neither a pad nor an eos token; it cannot batch")
         tokenizer.pad_token = tokenizer.eos_token
+    # Decoder tokenizers often ship left padding (for generation). A classifier
+    # pools the last real token and reads absolute positions from 0: right
+    # padding keeps both as in pretraining, whatever the model.
+    tokenizer.padding_side = "right"
     return tokenizer
 
 
@@ -299,11 +303,53 @@ def count_parameters(model: nn.Module) -> ParamCount:
     return ParamCount(trainable=trainable, total=total)
 
 
-def build_model(cfg: Config, source: str, label_names: list[str], tokenizer) -> tuple[nn.Module, ParamCount]:
-    """Backbone + head + method, seeded so the random head is reproducible."""
+def resolve_objective(cfg: Config, source: str) -> str:
+    """"classifier" (a classification head) or "seq2seq" (label words scored by a T5-like LM)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from None
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    wanted = cfg.model.objective
+    if wanted == "label_words" and not seq2seq:
+        raise TextloraError(
+            f"model.objective: label_words needs an encoder-decoder model such as T5; {config.model_type!r} "
+            "is not one: use model.objective: classifier (a classification head)"
+        )
+    objective = "seq2seq" if wanted == "label_words" or (wanted == "auto" and seq2seq) else "classifier"
+    if objective == "seq2seq" and cfg.method == "head":
+        raise TextloraError("method: head trains a classification head, and label-word scoring has none; "
+                            "choose lora or full, or set model.objective: classifier")
+    return objective
+
+
+def load_language_model(source: str, trust_remote_code: bool = False):
+    """AutoModelForSeq2SeqLM in fp32 (label-word scoring keeps the pretrained LM head).
+
+    model.attention_dropout is not applied: T5 has one dropout rate for
+    attention, feed-forward and residual paths alike.
+    """
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        with quiet_loading():
+            return AutoModelForSeq2SeqLM.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                         dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from None
+
+
+def build_model(cfg: Config, source: str, label_names: list[str], tokenizer,
+                objective: str = "classifier") -> tuple[nn.Module, ParamCount]:
+    """Backbone (+ head) + method, seeded so a random head is reproducible."""
     from transformers import set_seed
 
     set_seed(cfg.seed)
+    if objective == "seq2seq":
+        model = apply_method(cfg, load_language_model(source, cfg.model.trust_remote_code), [], objective)
+        return model, count_parameters(model)
     model, fresh = load_classifier(source, label_names, cfg.model.trust_remote_code, tokenizer.pad_token_id,
                                    cfg.model.attention_dropout)
     model = apply_method(cfg, model, fresh)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from textlora import __version__
 from textlora.config import ADAPTER_METHODS, Config
 from textlora.data import Splits, fingerprint, load_splits
-from textlora.encode import encode_texts, to_dataset, token_length_stats
+from textlora.encode import encode, to_dataset, token_length_stats
 from textlora.errors import TextloraError
 from textlora.runs import FORMAT, RUN_MARKER, abandon_run, finish_run, folder_size, start_run, write_json
 from textlora.tables import comparison_table, epoch_table, render
@@ -88,7 +88,8 @@ def model_card(cfg: Config, info: dict[str, Any], metrics: dict[str, Any]) -> st
 
 
 def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    names = {"tfidf": "TF-IDF + LR", "pre_adaptation": "Pre-adaptation"}
+    pre = "Zero-shot (prompt)" if metrics.get("objective") == "seq2seq" else "Pre-adaptation"
+    names = {"tfidf": "TF-IDF + LR", "pre_adaptation": pre}
     rows = [(names.get(k, k), v) for k, v in metrics.get("baselines", {}).items()]
     if metrics.get("final"):
         rows.append((f"Fine-tuned ({metrics.get('method', '')})", metrics["final"]))
@@ -134,7 +135,8 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
          main: bool) -> dict[str, Any]:
     from textlora.baselines import tfidf_logreg
     from textlora.evaluate import evaluate
-    from textlora.models import build_model, load_tokenizer, resolve_model_source
+    from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
+    from textlora.models import build_model, load_tokenizer, resolve_model_source, resolve_objective
     from textlora.predict import base_signature, load_run_model
     from textlora.runs import RunDir
     from textlora.train import train_model
@@ -143,6 +145,11 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     source = resolve_model_source(cfg.model.name)
     splits = load_splits(cfg.data, cfg.seed)
     tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
+    objective = resolve_objective(cfg, source)
+    prompt = targets = None
+    if objective == "seq2seq":
+        prompt = Prompt.build(cfg.prompt, splits.label_names)
+        targets = label_targets(tokenizer, prompt.words)
     info = {
         "format": FORMAT,
         "finished": False,
@@ -152,8 +159,11 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         "base_model": cfg.model.name,
         "base_model_source": source,
         "label_names": splits.label_names,
+        "objective": objective,
         "textlora_version": __version__,
     }
+    if prompt is not None:  # what prediction needs to rebuild the classifier around the LM
+        info["prompt"] = {**prompt.as_dict(), "targets": targets}
     if main:
         (work_dir / "config.yaml").write_text(cfg.to_yaml())
         write_json(work_dir / RUN_MARKER, info)  # finished: false until the very end
@@ -164,6 +174,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     metrics: dict[str, Any] = {
         "name": cfg.name,
         "method": cfg.method,
+        "objective": objective,
         "base_model": cfg.model.name,
         "seed": cfg.seed,
         "data": {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)},
@@ -175,24 +186,27 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         metrics["baselines"]["tfidf"] = tfidf_logreg(
             splits.train["text"], splits.train["label"], test_texts, test_labels, splits.label_names, cfg.seed
         )
-    test_encoded = encode_texts(tokenizer, test_texts, cfg.model)
-    model, params = build_model(cfg, source, splits.label_names, tokenizer)
+    test_encoded = encode(tokenizer, test_texts, cfg.model, prompt)
+    model, params = build_model(cfg, source, splits.label_names, tokenizer, objective)
     info["base_signature"] = base_signature(model.config)
     metrics["params"] = params.as_dict()
     say(f"model: {cfg.model.name} + {cfg.method}: {params.trainable:,} trainable of {params.total:,} parameters ({params.ratio:.2%})")
     if "pre_adaptation" in cfg.baselines and main:
         # Seeded construction makes this row identical on a resumed run.
-        say("baseline: the model before adaptation ...")
+        # For a label-word model this is the zero-shot row: the same prompt and scoring, untrained.
+        say("baseline: the model before adaptation" + (" (zero-shot prompt)" if prompt else "") + " ...")
+        classifier = model if targets is None else LabelWordClassifier(model, targets)
         metrics["baselines"]["pre_adaptation"] = evaluate(
-            model, test_encoded, test_labels, splits.label_names, tokenizer, cfg.train.eval_batch_size, not quiet
+            classifier, test_encoded, test_labels, splits.label_names, tokenizer, cfg.train.eval_batch_size, not quiet
         )
 
-    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, cfg.model)
-    validation_set = to_dataset(splits.validation["text"], splits.validation["label"], tokenizer, cfg.model)
+    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, cfg.model, prompt, targets)
+    validation_set = to_dataset(splits.validation["text"], splits.validation["label"], tokenizer, cfg.model,
+                                prompt, targets)
     say(f"training: {len(train_set)} rows, {cfg.train.epochs:g} epoch(s), lr {cfg.learning_rate:g}, "
         f"batch {cfg.train.batch_size}")
     result = train_model(cfg, model, tokenizer, train_set, validation_set, splits.label_names, work_dir,
-                         quiet=quiet, resume=resuming)
+                         quiet=quiet, resume=resuming, label_targets=targets)
     if not main:
         return metrics
     say(epoch_table(result.epochs))

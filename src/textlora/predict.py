@@ -18,7 +18,7 @@ import numpy as np
 
 from textlora.config import ModelConfig
 from textlora.data import clean_html
-from textlora.encode import encode_texts
+from textlora.encode import encode
 from textlora.errors import TextloraError
 from textlora.evaluate import predict_probs
 from textlora.runs import RunDir, open_run
@@ -46,17 +46,24 @@ def _load_failed(what: Path, err: Exception) -> TextloraError:
 
 
 def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = True):
-    """The run's classifier as a plain transformers model (adapter merged when `merge`)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """The run's classifier (adapter merged when `merge`).
+
+    A classification-head run gives a plain transformers model; a label-word
+    run gives a LabelWordClassifier around its language model.
+    """
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     from textlora.models import quiet_loading, resolve_model_source
 
     trust = bool(run.config().get("model", {}).get("trust_remote_code", False))
+    label_words = run.info.get("objective") == "seq2seq"
+    auto_class = AutoModelForSeq2SeqLM if label_words else AutoModelForSequenceClassification
     if run.info["artifact"] == "model":
         try:
-            return AutoModelForSequenceClassification.from_pretrained(str(run.artifact), trust_remote_code=trust)
+            model = auto_class.from_pretrained(str(run.artifact), trust_remote_code=trust)
         except Exception as err:  # safetensors raises several types on a damaged file
             raise _load_failed(run.artifact, err) from None
+        return _as_classifier(run, model)
     from peft import PeftModel
 
     source = resolve_model_source(base_model) if base_model else run.info["base_model_source"]
@@ -74,25 +81,35 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
             f"({run.info['base_model']!r}: {recorded}); pass that model with --model"
         )
     with quiet_loading():
-        model = AutoModelForSequenceClassification.from_pretrained(source, config=config, trust_remote_code=trust)
+        model = auto_class.from_pretrained(source, config=config, trust_remote_code=trust)
     try:
         model = PeftModel.from_pretrained(model, str(run.artifact))
     except Exception as err:
         raise _load_failed(run.artifact / "adapter_model.safetensors", err) from None
-    return model.merge_and_unload() if merge else model
+    return _as_classifier(run, model.merge_and_unload() if merge else model)
+
+
+def _as_classifier(run: RunDir, model):
+    if run.info.get("objective") != "seq2seq":
+        return model
+    from textlora.labelwords import LabelWordClassifier
+
+    return LabelWordClassifier(model, run.info["prompt"]["targets"])
 
 
 class Predictor:
     """A trained classifier with its tokenizer, label names and text preprocessing."""
 
     def __init__(self, model, tokenizer, label_names: list[str], model_cfg: ModelConfig,
-                 clean: bool = False, batch_size: int = 64):
+                 clean: bool = False, batch_size: int = 64, prompt=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.model_cfg = model_cfg
         self.clean = clean
         self.batch_size = batch_size
+        self.prompt = prompt
+        """labelwords.Prompt of a label-word model: each text is classified inside it."""
 
     @classmethod
     def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64) -> "Predictor":
@@ -108,8 +125,13 @@ class Predictor:
         config = run.config()
         model_cfg = ModelConfig(**{k: v for k, v in config.get("model", {}).items() if k in ModelConfig.__dataclass_fields__})
         tokenizer = load_tokenizer(str(run.path / "tokenizer"))
+        prompt = None
+        if run.info.get("prompt"):
+            from textlora.labelwords import Prompt
+
+            prompt = Prompt(template=run.info["prompt"]["template"], words=run.info["prompt"]["words"])
         return cls(model, tokenizer, run.label_names, model_cfg,
-                   clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size)
+                   clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size, prompt=prompt)
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         texts = [str(t) for t in texts]
@@ -118,7 +140,7 @@ class Predictor:
     def predict_probs(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.label_names)))
-        encoded = encode_texts(self.tokenizer, self.prepare(texts), self.model_cfg)
+        encoded = encode(self.tokenizer, self.prepare(texts), self.model_cfg, self.prompt)
         return predict_probs(self.model, encoded, self.tokenizer, self.batch_size, progress)
 
     def predict(self, texts: Sequence[str], progress: bool = False) -> list[Prediction]:

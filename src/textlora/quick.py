@@ -17,6 +17,16 @@ QUICK = {
 }
 
 
-def quick_overrides() -> list[str]:
-    """`key=value` overrides for a quick run; put them before the user's own --set so those win."""
-    return [f"{key}={value}" for key, value in QUICK.items()]
+def quick_overrides(recipe: str | None = None) -> list[str]:
+    """`key=value` overrides for a quick run; put them before the user's own --set so those win.
+
+    A recipe that oversamples to a row count (seed 004: 800 per class) would
+    turn 64 rows into thousands; quick mode oversamples to the largest class.
+    """
+    overrides = [f"{key}={value}" for key, value in QUICK.items()]
+    if recipe is not None:
+        from textlora.config import read_recipe
+
+        if isinstance((read_recipe(recipe).get("data") or {}).get("oversample"), int):
+            overrides.append("data.oversample=majority")
+    return overrides

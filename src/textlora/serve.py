@@ -181,6 +181,8 @@ def _check_same_base(runs: list[tuple[str, RunDir]]) -> None:
             raise TextloraError(
                 f"run {name!r} is a whole model (method {run.info.get('method')}), not an adapter; serve it alone"
             )
+        if run.info.get("objective") == "seq2seq":
+            raise TextloraError(f"run {name!r} scores label words with a language model; serve it alone")
         same = run.info.get("base_signature") == first.info.get("base_signature") and (
             run.info.get("base_model_source") == first.info.get("base_model_source")
             or run.info.get("base_model") == first.info.get("base_model")

@@ -528,7 +528,7 @@ def sweep(recipe: str | None, grid: Iterable[str] = (), trials_spec: Iterable[st
 def cmd_sweep(args) -> int:
     from textlora.quick import quick_overrides
 
-    overrides = (quick_overrides() if args.quick else []) + list(args.set or [])
+    overrides = (quick_overrides(args.recipe) if args.quick else []) + list(args.set or [])
     if args.model:
         overrides.append(f"model.name={json.dumps(args.model)}")
     if args.data:

@@ -200,6 +200,26 @@ def _trainer_class():
     from transformers import Trainer
 
     class TextloraTrainer(Trainer):
+        def __init__(self, *args, label_targets: list[list[int]] | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.label_targets = label_targets
+            self._scorer = None
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            """Label-word models: every class's score as the logits, the class ids as the labels."""
+            if self.label_targets is None:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            from textlora.labelwords import LabelWordClassifier, classes_of
+
+            inputs = self._prepare_inputs(inputs)
+            if self._scorer is None:  # self.model: the bare PeftModel, whatever wraps `model` for evaluation
+                self._scorer = LabelWordClassifier(self.model, self.label_targets).to(inputs["input_ids"].device)
+            classes = classes_of(inputs["labels"], self.label_targets)
+            with torch.no_grad(), self.autocast_smart_context_manager():
+                scores = self._scorer.score(inputs["input_ids"], inputs.get("attention_mask")).float()
+            loss = torch.nn.functional.cross_entropy(scores, classes)  # log loss over the classes, as in every other row
+            return loss.detach(), (None if prediction_loss_only else scores.detach()), classes
+
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if self.args.train_sampling_strategy != "group_by_length" or sampler is None:
@@ -230,6 +250,30 @@ def _epoch_end_checkpoints():
     return EpochEndCheckpoints()
 
 
+def class_weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                           label_targets: list[list[int]], num_items_in_batch=None) -> torch.Tensor:
+    """The seq2seq LM loss with each row's target tokens weighted by its class.
+
+    With every weight 1 it is exactly the token-averaged loss transformers
+    computes; `num_items_in_batch` (target tokens in the whole accumulation
+    window, from the Trainer) replaces this batch's count when given.
+    """
+    from textlora.labelwords import IGNORE_INDEX, classes_of
+
+    tokens = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+                                               reduction="none")
+    row_weights = weights.to(logits.device)[classes_of(labels, label_targets)]
+    weighted = (tokens.sum(dim=1) * row_weights).sum()
+    return weighted / (num_items_in_batch or (labels != IGNORE_INDEX).sum())
+
+
+def _pad_rows(rows: list[list[int]]) -> list[list[int]]:
+    from textlora.labelwords import IGNORE_INDEX
+
+    longest = max((len(r) for r in rows), default=0)
+    return [list(r) + [IGNORE_INDEX] * (longest - len(r)) for r in rows]
+
+
 def class_weight_vector(cfg: Config, train_labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
     """The per-class loss weights in force: "balanced" is sklearn's n / (k * count)."""
     setting = cfg.train.class_weights
@@ -246,14 +290,21 @@ def class_weight_vector(cfg: Config, train_labels: np.ndarray, n_classes: int) -
 
 
 def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
-                work_dir: Path, quiet: bool = False, resume: bool = False) -> TrainResult:
+                work_dir: Path, quiet: bool = False, resume: bool = False,
+                label_targets: list[list[int]] | None = None) -> TrainResult:
     """Train `model` in place, checkpointing into work_dir/checkpoints.
 
     With `resume`, training continues from the last checkpoint there: the
     Trainer restores weights, optimizer, scheduler and RNG states and skips
     the batches already seen, so the result equals an uninterrupted run.
+
+    With `label_targets` (objective label_words), `model` is a seq2seq LM
+    trained on the LM loss of each row's target ids (its `labels`), and each
+    evaluation scores every class's targets (labelwords.py).
     """
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, TrainingArguments
+
+    from textlora.labelwords import IGNORE_INDEX, classes_of
 
     precision = resolve_precision(cfg.train.precision)
     if precision == "bf16" and cfg.method in ADAPTER_METHODS:
@@ -311,9 +362,15 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
             weight_decay=cfg.train.weight_decay,
         )
         optimizers = (optimizer, None)
-    weights = class_weight_vector(cfg, np.asarray(train_set["labels"]), len(label_names))
+    if label_targets is None:
+        train_classes = np.asarray(train_set["labels"])
+        collator = DataCollatorWithPadding(tokenizer)
+    else:
+        train_classes = classes_of(torch.tensor(_pad_rows(train_set["labels"])), label_targets).numpy()
+        collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    weights = class_weight_vector(cfg, train_classes, len(label_names))
     compute_loss = None
-    if weights is not None:
+    if weights is not None and label_targets is None:
         def compute_loss(outputs, labels, num_items_in_batch=None):
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
             losses = torch.nn.functional.cross_entropy(
@@ -322,11 +379,16 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
             # In training the Trainer passes the number of labels in the whole
             # gradient-accumulation window and expects the loss scaled by it.
             return losses.sum() / num_items_in_batch if num_items_in_batch else losses.mean()
+    elif weights is not None:
+        def compute_loss(outputs, labels, num_items_in_batch=None):
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+            return class_weighted_lm_loss(logits, labels, weights, label_targets, num_items_in_batch)
 
     trainer = _trainer_class()(
         model=model,
         args=args,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        label_targets=label_targets,
+        data_collator=collator,
         train_dataset=train_set,
         eval_dataset=validation_set,
         compute_metrics=compute_metrics,
