@@ -33,18 +33,13 @@ def sets(overrides):
     return [arg for o in overrides for arg in ("--set", o)]
 
 
+# The whole bad-input matrix runs in-process in test_bad_input.py; these few go
+# through a real subprocess: the installed entry point exits 2 with one line.
 @pytest.mark.parametrize(
     "extra, pattern",
     [
-        ({"data.source": "/nonexistent/reviews.csv"}, "data path .* does not exist"),
         ({"data.text_column": "review"}, "text column 'review' not in .*columns that exist: text, label"),
-        ({"data.label_column": "stars"}, "label column 'stars'.*columns that exist"),
-        ({"lora.r": 0}, "lora.r must be a positive integer"),
-        ({"lora.dropout": 1.5}, r"lora.dropout must be in \[0, 1\)"),
         ({"lora.rank": 8}, "unknown config key 'lora.rank'.*did you mean 'lora.r'"),
-        ({"train.epochs": "many"}, "train.epochs must be float"),
-        ({"model.name": "./no/such/model"}, "model path .* does not exist"),
-        ({"lora.target_modules": "[nothing_here]"}, "match nothing in this model; modules that exist: .*query"),
     ],
 )
 def test_bad_train_input(extra, pattern, tiny_bert_dir, reviews_csv, out_dir):
@@ -54,56 +49,15 @@ def test_bad_train_input(extra, pattern, tiny_bert_dir, reviews_csv, out_dir):
     assert not list(out_dir.glob(".*")) if out_dir.exists() else True
 
 
-def test_one_class_data(tiny_bert_dir, tmp_path, out_dir):
-    frame = synthetic_reviews(60)
-    frame["label"] = "positive"
-    path = tmp_path / "one.csv"
-    frame.to_csv(path, index=False)
-    result = textlora("train", *sets(tiny_overrides(tiny_bert_dir, str(path), out_dir, name="bad")))
-    assert_user_error(result, "one class only")
-    assert not (out_dir / "bad").exists()
-
-
-def test_empty_test_split(tiny_bert_dir, tmp_path, out_dir):
-    synthetic_reviews(60).to_csv(tmp_path / "train.csv", index=False)
-    (tmp_path / "test.csv").write_text("text,label\n")
-    result = textlora("train", *sets(tiny_overrides(tiny_bert_dir, str(tmp_path), out_dir, name="bad")))
-    assert_user_error(result, "test split has no usable rows")
-
-
-def test_existing_run_is_not_overwritten(tiny_run, tiny_bert_dir, reviews_csv):
-    before = (tiny_run / "metrics.json").read_bytes()
-    result = textlora("train", *sets(tiny_overrides(tiny_bert_dir, reviews_csv, tiny_run.parent, name=tiny_run.name)))
-    assert_user_error(result, "already exists; pass --overwrite")
-    assert (tiny_run / "metrics.json").read_bytes() == before
-
-
 def test_predict_on_a_folder_that_is_not_a_run(tmp_path):
     assert_user_error(textlora("predict", tmp_path, "hello"), "not a textlora run folder")
     assert_user_error(textlora("predict", tmp_path / "missing", "hello"), "does not exist")
 
 
-def test_predict_with_missing_labels_file(tiny_run, tmp_path):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_run, copy)
-    (copy / "labels.json").unlink()
-    assert_user_error(textlora("predict", copy, "hello"), "missing labels.json")
-
-
-def test_predict_with_truncated_adapter(tiny_run, tmp_path):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_run, copy)
-    weights = copy / "adapter" / "adapter_model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    assert_user_error(textlora("predict", copy, "hello"), "corrupt or truncated")
-
-
 def test_predict_prints_label_confidence_and_probabilities(tiny_run):
-    result = textlora("predict", tiny_run, "great wonderful superb loved film", "terrible awful worst dull")
+    # texts on both sides of an option
+    result = textlora("predict", tiny_run, "great wonderful superb loved film", "--batch-size", "1",
+                      "terrible awful worst dull")
     assert result.returncode == 0, result.stderr
     assert "Prediction: positive" in result.stdout and "Prediction: negative" in result.stdout
     assert "Probabilities - negative: " in result.stdout

@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from textlora.pipeline import run_experiment
     from textlora.quick import quick_overrides  # --quick (issue 5): before --set, so --set wins
 
-    overrides = (quick_overrides() if args.quick else []) + list(args.set or [])
+    overrides = (quick_overrides(args.recipe) if args.quick else []) + list(args.set or [])
     if args.model:
         overrides.append(f"model.name={json.dumps(args.model)}")
     if args.data:
@@ -56,6 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"name={json.dumps(args.name)}")
     if args.output_dir:
         overrides.append(f"output_dir={json.dumps(args.output_dir)}")
+    if args.trust_remote_code:
+        overrides.append("model.trust_remote_code=true")
     cfg = load_config(args.recipe, overrides)
     run_experiment(cfg, overwrite=args.overwrite, quiet=args.quiet, resume=args.resume)
     return 0
@@ -90,7 +92,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise TextloraError("no text to classify; give texts as arguments or --input FILE")
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise TextloraError(f"output {args.output!r} already exists; pass --overwrite or choose another path")
-    predictor = Predictor.from_run(args.run_dir, base_model=args.model, batch_size=args.batch_size)
+    predictor = Predictor.from_run(args.run_dir, base_model=args.model, batch_size=args.batch_size,
+                                   trust_remote_code=args.trust_remote_code)
     predictions = predictor.predict(texts, progress=len(texts) > 256 and not args.quiet)
     if args.output:
         _write_predictions(Path(args.output), texts, predictions, predictor.label_names)
@@ -152,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     train.add_argument("--resume", action="store_true",
                        help="continue an unfinished run (killed or interrupted) from its last checkpoint")
+    train.add_argument("--trust-remote-code", action="store_true",
+                       help="run Python code shipped with a hub model (off by default; sets model.trust_remote_code)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--quick", action="store_true",  # issue 5: textlora.quick
                        help="a seconds-long check of the recipe: 64 train rows, 1 epoch, 64 tokens (numbers mean nothing)")
@@ -172,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="base model to load the adapter on, if it moved since training")
     predict.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument("--trust-remote-code", action="store_true",
+                         help="needed for a run trained with --trust-remote-code: runs its model's own code")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=cmd_predict)
 
@@ -190,7 +197,14 @@ COMMAND_MODULES: list[str] = ["textlora.serve", "textlora.ui", "textlora.sweep",
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives a `nargs="*"` positional only the words before the first
+    # option, so `predict RUN --model M "text"` would leave "text" over;
+    # texts may come on either side of the options.
+    if extra and getattr(args, "command", None) == "predict" and not any(e.startswith("-") for e in extra):
+        args.texts = list(args.texts) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR

@@ -230,7 +230,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     # The final row is measured on the artifact as shipped: reloaded from
     # disk (fp32, adapter merged), exactly what `textlora predict` runs.
     del model
-    shipped = load_run_model(RunDir(path=work_dir, info=info))
+    shipped = load_run_model(RunDir(path=work_dir, info=info), trust_remote_code=cfg.model.trust_remote_code)
     metrics["final"] = evaluate(shipped, test_encoded, test_labels, splits.label_names, tokenizer,
                                 cfg.train.eval_batch_size, not quiet)
     metrics["artifact_bytes"] = folder_size(work_dir / artifact)

@@ -45,22 +45,37 @@ def _load_failed(what: Path, err: Exception) -> TextloraError:
     return TextloraError(f"could not load {what} ({first}); the file is corrupt or truncated, re-train or restore the run")
 
 
-def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = True):
+def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = True,
+                   trust_remote_code: bool = False):
     """The run's classifier (adapter merged when `merge`).
 
     A classification-head run gives a plain transformers model; a label-word
-    run gives a LabelWordClassifier around its language model.
+    run gives a LabelWordClassifier around its language model. The run's
+    own weights are read from safetensors only (a pickled file can run code
+    when loaded), and a run trained with trust_remote_code loads only when
+    the caller trusts that code too.
     """
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     from textlora.models import quiet_loading, resolve_model_source
 
     trust = bool(run.config().get("model", {}).get("trust_remote_code", False))
+    if trust and not trust_remote_code:
+        raise TextloraError(
+            f"run {str(run.path)!r} was trained with trust_remote_code (its model ships code); "
+            "pass --trust-remote-code if you trust that code"
+        )
     label_words = run.info.get("objective") == "seq2seq"
     auto_class = AutoModelForSeq2SeqLM if label_words else AutoModelForSequenceClassification
+    weights = "model.safetensors" if run.info["artifact"] == "model" else "adapter_model.safetensors"
+    if not any(run.artifact.glob(weights.replace(".", "*.", 1))):  # model.safetensors may be sharded
+        raise TextloraError(
+            f"{run.artifact} has no {weights}; textlora reads safetensors only (pickled weights can run code), "
+            "re-train or re-save the run"
+        )
     if run.info["artifact"] == "model":
         try:
-            model = auto_class.from_pretrained(str(run.artifact), trust_remote_code=trust)
+            model = auto_class.from_pretrained(str(run.artifact), trust_remote_code=trust, use_safetensors=True)
         except Exception as err:  # safetensors raises several types on a damaged file
             raise _load_failed(run.artifact, err) from None
         return _as_classifier(run, model)
@@ -112,9 +127,10 @@ class Predictor:
         """labelwords.Prompt of a label-word model: each text is classified inside it."""
 
     @classmethod
-    def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64) -> "Predictor":
+    def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64,
+                 trust_remote_code: bool = False) -> "Predictor":
         run = open_run(path)
-        return cls.for_model(run, load_run_model(run, base_model), batch_size)
+        return cls.for_model(run, load_run_model(run, base_model, trust_remote_code=trust_remote_code), batch_size)
 
     @classmethod
     def for_model(cls, run: RunDir, model, batch_size: int = 64) -> "Predictor":

@@ -73,7 +73,7 @@ def build_ui(predictor, run: RunDir, examples: Sequence[str] = EXAMPLES):
 
 
 def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, base_model: str | None = None,
-              examples: Sequence[str] = EXAMPLES, block: bool = True):
+              examples: Sequence[str] = EXAMPLES, block: bool = True, trust_remote_code: bool = False):
     """Load the run and start the page; returns the gr.Blocks (already serving when block=False)."""
     # Gradio otherwise reports usage to its servers; a local model page has no reason to.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -83,7 +83,7 @@ def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, b
     from textlora.runs import open_run
 
     run = open_run(run_dir)
-    predictor = Predictor.from_run(run_dir, base_model=base_model)
+    predictor = Predictor.from_run(run_dir, base_model=base_model, trust_remote_code=trust_remote_code)
     page = build_ui(predictor, run, examples)
     # System fonts: the default theme fetches Google Fonts, which hangs the
     # page on a machine without internet. No server-side rendering: it needs Node.
@@ -99,7 +99,7 @@ def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, b
 
 def cmd_ui(args) -> int:
     examples = args.example or EXAMPLES
-    launch_ui(args.run_dir, args.host, args.port, args.model, examples)
+    launch_ui(args.run_dir, args.host, args.port, args.model, examples, trust_remote_code=args.trust_remote_code)
     return 0
 
 
@@ -116,4 +116,6 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--model", help="base model to load the adapter on, if it moved since training")
     parser.add_argument("--example", action="append", metavar="TEXT", help="an example text to offer (repeatable)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="needed for a run trained with --trust-remote-code: runs its model's own code")
     parser.set_defaults(func=cmd_ui)
