@@ -140,6 +140,9 @@ TRAIN_CASES = {
     "label-words-on-an-encoder": (lambda tmp: {"model.objective": "label_words"},
                                   r"label_words needs an encoder-decoder model"),
     "prompt-without-text": (lambda tmp: {"prompt.template": "Classify"}, r"must contain \{text\} exactly once"),
+    "chunk-overlap-too-big": (lambda tmp: {"model.truncation": "chunks", "model.chunk_overlap": 20},
+                              r"model.chunk_overlap must be between 0 and max_length / 2 - 1, got 20"),
+    "unknown-truncation": (lambda tmp: {"model.truncation": "middle"}, r"model.truncation must be one of head, "),
 }
 
 

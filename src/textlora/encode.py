@@ -3,7 +3,10 @@
 Truncation strategies for texts longer than max_length:
 - head: the first max_length tokens (the tokenizer's own truncation);
 - head_tail: the first `head_tokens` and the last max_length - head_tokens
-  (Sun et al. 2019 found head 128 + tail 382 best on IMDB at 512).
+  (Sun et al. 2019 found head 128 + tail 382 best on IMDB at 512);
+- chunks: overlapping windows of max_length covering the whole text (the
+  tokenizer's own return_overflowing_tokens); `text_index` maps each window
+  to its text, and a text's logits are the mean of its windows'.
 Batches are padded only to their longest member (dynamic padding).
 """
 
@@ -21,6 +24,11 @@ def encode_texts(tokenizer, texts: Sequence[str], model_cfg: ModelConfig) -> dic
     texts = list(texts)
     if model_cfg.truncation == "head":
         return dict(tokenizer(texts, truncation=True, max_length=model_cfg.max_length))
+    if model_cfg.truncation == "chunks":
+        windows = dict(tokenizer(texts, truncation=True, max_length=model_cfg.max_length,
+                                 stride=model_cfg.chunk_overlap, return_overflowing_tokens=True))
+        windows["text_index"] = list(windows.pop("overflow_to_sample_mapping"))
+        return windows
     encoded = dict(tokenizer(texts, truncation=False, verbose=False))
     head = model_cfg.head_tokens
     tail = model_cfg.max_length - head
@@ -69,11 +77,11 @@ def to_dataset(texts: Sequence[str], labels: Sequence[int] | None, tokenizer, mo
     import datasets
 
     columns = encode(tokenizer, texts, model_cfg, prompt)
+    # With truncation: chunks every window is a row carrying its text's label,
+    # and `text_index` (which the Trainer drops from batches: no model takes
+    # it) tells evaluation which windows to pool.
+    text_of_row = columns.get("text_index", range(len(columns["input_ids"])))
     if labels is not None:
-        columns["labels"] = [int(label) if targets is None else list(targets[int(label)]) for label in labels]
+        labels = list(labels)
+        columns["labels"] = [int(labels[i]) if targets is None else list(targets[int(labels[i])]) for i in text_of_row]
     return datasets.Dataset.from_dict(columns)
-
-
-def pad_batch(tokenizer, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-    """Pad a list of encoded rows to their longest member, as torch tensors."""
-    return tokenizer.pad(rows, padding=True, return_tensors="pt")

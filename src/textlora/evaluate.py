@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from textlora.metrics import classification_metrics
+from textlora.metrics import classification_metrics, softmax
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -30,7 +30,12 @@ def predict_probs(
     batch_size: int = 64,
     progress: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities, shape (rows, classes), in the order of `encoded`."""
+    """Softmax probabilities, shape (texts, classes), in the order of the texts.
+
+    Each row of `encoded` is one text, or, with a `text_index` (truncation:
+    chunks), one window of the text it names: a text's logits are then the
+    mean of its windows' logits.
+    """
     input_ids = encoded["input_ids"]
     n = len(input_ids)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
@@ -56,16 +61,25 @@ def predict_probs(
                     # count positions from each row's first real token instead.
                     batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
                 batch = {k: v.to(device) for k, v in batch.items()}
-                logits = model(**batch).logits.double()  # double: rows sum to 1 to 1e-12
-                chunks.append((index, torch.softmax(logits, dim=-1).cpu().numpy()))
+                chunks.append((index, model(**batch).logits.double().cpu().numpy()))
     finally:
         model.train(was_training)
     if not chunks:
         return np.zeros((0, 0))
-    probs = np.zeros((n, chunks[0][1].shape[1]))
+    logits = np.zeros((n, chunks[0][1].shape[1]))
     for index, part in chunks:
-        probs[index] = part
-    return probs
+        logits[index] = part
+    if "text_index" in encoded:
+        logits = pool_windows(logits, np.asarray(encoded["text_index"]))
+    return softmax(logits)  # in float64: each row sums to 1 to 1e-12
+
+
+def pool_windows(logits: np.ndarray, text_index: np.ndarray) -> np.ndarray:
+    """Mean logits of the windows of each text (text ids 0..T-1, every one present)."""
+    texts = int(text_index.max()) + 1 if len(text_index) else 0
+    sums = np.zeros((texts, logits.shape[1]))
+    np.add.at(sums, text_index, logits)
+    return sums / np.bincount(text_index, minlength=texts)[:, None]
 
 
 def evaluate(

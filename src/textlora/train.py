@@ -21,6 +21,7 @@ import torch
 
 from textlora.config import ADAPTER_METHODS, Config
 from textlora.errors import TextloraError
+from textlora.evaluate import pool_windows
 from textlora.metrics import classification_metrics, softmax
 
 
@@ -313,9 +314,16 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     checkpoints = Path(work_dir) / "checkpoints"
     recorder = _epoch_recorder(Path(work_dir) / "epochs.journal.json")
 
+    # truncation: chunks: validation rows are windows; metrics are per text (mean window logits).
+    windows_of = np.asarray(validation_set["text_index"]) if "text_index" in validation_set.column_names else None
+
     def compute_metrics(prediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        result = classification_metrics(prediction.label_ids, softmax(np.asarray(logits, dtype=np.float64)), label_names)
+        logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(prediction.label_ids)
+        if windows_of is not None:
+            logits = pool_windows(logits, windows_of)
+            labels = labels[np.unique(windows_of, return_index=True)[1]]  # a text's first window's label
+        result = classification_metrics(labels, softmax(logits), label_names)
         # The Trainer logs scalars only; the matrix and report are kept aside.
         recorder.pending.update(confusion_matrix=result["confusion_matrix"], per_class=result["per_class"])
         return {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("n", "loss")}
