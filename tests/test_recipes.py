@@ -8,7 +8,6 @@ the MiniLM vocabulary) and --data at a local copy of its dataset.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
@@ -92,19 +91,11 @@ def test_seed_recipe_has_the_write_up_settings(name):
 
 
 def adapted_parameter_count(model_config, recipe: Path, overrides=()) -> tuple[int, int, int]:
-    """(before, trainable, total) of the recipe's method on the full-size architecture, built on the
-    meta device: exact counts in milliseconds, no weights downloaded or allocated."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
+    """(before, trainable, total) of the recipe's method on the full-size architecture, counted by
+    textlora.params on the meta device: exact counts in milliseconds, no weights downloaded or allocated."""
+    from textlora.params import adapted_parameter_count as count
 
-    from textlora.models import apply_method, count_parameters
-
-    cfg = load_config(recipe, overrides)
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = AutoModelForSequenceClassification.from_config(model_config)
-        before = sum(p.numel() for p in model.parameters())
-        counted = count_parameters(apply_method(cfg, model, []))
+    before, counted = count(model_config, load_config(recipe, overrides))
     return before, counted.trainable, counted.total
 
 

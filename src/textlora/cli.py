@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules that add their own sub-command: each has register_cli(subparsers),
 # which adds a parser and sets `func` to a function(args) -> exit code.
 # Their heavy imports stay inside the command functions so --help is fast.
-COMMAND_MODULES: list[str] = ["textlora.serve", "textlora.ui", "textlora.sweep", "textlora.report"]
+COMMAND_MODULES: list[str] = ["textlora.serve", "textlora.ui", "textlora.sweep", "textlora.report", "textlora.params",
+                               "textlora.compare", "textlora.export"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

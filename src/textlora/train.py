@@ -76,8 +76,10 @@ def _epoch_recorder(journal: Path):
 
 
 def _optimizer_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each group's base learning rate (before the schedule scales it; after training the
+    linear schedule has decayed every `lr` to 0) and its parameter count."""
     return [
-        {"lr": group["lr"], "parameters": int(sum(p.numel() for p in group["params"]))}
+        {"lr": group.get("initial_lr", group["lr"]), "parameters": int(sum(p.numel() for p in group["params"]))}
         for group in optimizer.param_groups
         if group["params"]
     ]

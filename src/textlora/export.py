@@ -1,0 +1,142 @@
+"""Export a run for use without textlora: a merged transformers model, or the adapter alone.
+
+    textlora export runs/demo --merged exported/demo
+    # then, with plain transformers:
+    model = AutoModelForSequenceClassification.from_pretrained("exported/demo")
+    tokenizer = AutoTokenizer.from_pretrained("exported/demo")
+
+--merged: the adapter folded into the base weights (peft merge_and_unload),
+saved as a transformers folder (safetensors) with the trained head and the
+label names (id2label / label2id), plus the tokenizer. Full and head runs
+already ship a whole model, which is copied as it is.
+--adapter: the PEFT folder (adapter_config.json + adapter_model.safetensors,
+head included), the classification config beside it and the tokenizer.
+
+Both are written to a hidden sibling of OUT and renamed into place at the
+end, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+from textlora.errors import TextloraError
+
+KINDS = ("merged", "adapter")
+
+
+def _check_destination(run_path: Path, out: Path, overwrite: bool) -> None:
+    run_path, target = run_path.resolve(), out.resolve()
+    if target == run_path or run_path in target.parents or target in run_path.parents:
+        raise TextloraError(f"export folder {str(out)!r} overlaps the run folder {str(run_path)!r}; "
+                            "choose a path outside it")
+    if out.exists() and not out.is_dir():
+        raise TextloraError(f"{str(out)!r} is a file; give a folder path to export into")
+    if out.exists() and not overwrite:
+        raise TextloraError(f"export folder {str(out)!r} already exists; pass --overwrite or choose another path")
+
+
+def _copy_files(source: Path, destination: Path) -> None:
+    """Copy a folder's files into `destination`; two files of one name would be a bug in the run layout."""
+    for item in sorted(source.iterdir()):
+        target = destination / item.name
+        if target.exists():
+            raise RuntimeError(f"{item.name} exists in both the model and the tokenizer folder")
+        if item.is_dir():
+            shutil.copytree(item, target)
+        else:
+            shutil.copy2(item, target)
+
+
+def _save_merged(run, out: Path, base_model: str | None) -> None:
+    from textlora.predict import load_run_model
+
+    model = load_run_model(run, base_model, merge=True)
+    model = getattr(model, "lm", model)  # a label-word run: its merged language model
+    # Label names travel in the config, so nothing downstream prints LABEL_0.
+    model.config.id2label = dict(enumerate(run.label_names))
+    model.config.label2id = {name: i for i, name in enumerate(run.label_names)}
+    model.save_pretrained(str(out), safe_serialization=True)
+
+
+def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overwrite: bool = False,
+               base_model: str | None = None) -> Path:
+    """Write the run's merged model or its adapter (with tokenizer and labels) to `out`; returns `out`."""
+    from textlora.runs import finish_run, open_run
+
+    if kind not in KINDS:
+        raise TextloraError(f"unknown export kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    run = open_run(run_dir)
+    out = Path(out)
+    _check_destination(run.path, out, overwrite)
+    whole_model = run.info["artifact"] != "adapter"
+    if kind == "adapter" and whole_model:
+        raise TextloraError(f"run {str(run_dir)!r} was trained with method {run.info.get('method')}: its artifact is "
+                            "the whole model, there is no adapter to export; use --merged")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        if kind == "adapter" or whole_model:
+            _copy_files(run.artifact, temporary)  # as trained: already safetensors with the label config
+        else:
+            _save_merged(run, temporary, base_model)
+        _copy_files(run.path / "tokenizer", temporary)
+        if run.info.get("prompt"):
+            # A label-word model classifies by scoring these words after this prompt.
+            prompt = run.info["prompt"]
+            (temporary / "label_words.json").write_text(json.dumps(
+                {"label_names": run.label_names, "template": prompt.get("template"), "words": prompt.get("words"),
+                 "target_ids": prompt.get("targets")}, indent=2) + "\n")
+        if not any(temporary.glob("*.safetensors")) or any(temporary.glob("*.bin")):
+            raise RuntimeError(f"export of {run.path} wrote no safetensors weights (or pickled ones); please report it")
+        finish_run(temporary, out)  # an overwritten export is removed only after the new one is in place
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from textlora.runs import folder_size
+
+    kind, out = ("merged", args.merged) if args.merged else ("adapter", args.adapter)
+    written = export_run(args.run_dir, out, kind, args.overwrite, args.model)
+    size = folder_size(written) / 2**20
+    if kind == "merged":
+        label_words = (written / "label_words.json").is_file()
+        auto_class = "AutoModelForSeq2SeqLM" if label_words else "AutoModelForSequenceClassification"
+        print(f"merged model written to {written} ({size:.1f} MiB); load it with "
+              f"{auto_class}.from_pretrained({str(written)!r}) and AutoTokenizer"
+              + ("; it classifies by scoring the words in label_words.json after its prompt" if label_words else ""))
+    else:
+        print(f"adapter written to {written} ({size:.2f} MiB); load it with peft's PeftModel.from_pretrained on the "
+              f"base model built with AutoConfig.from_pretrained({str(written)!r})")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a run as a plain transformers model (adapter merged) or as its PEFT adapter",
+        description="--merged: fold the adapter into the base weights and save a transformers folder "
+        "(safetensors, trained head, label names, tokenizer) that AutoModelForSequenceClassification and "
+        "AutoTokenizer load without textlora. --adapter: the PEFT adapter alone with its label config and "
+        "tokenizer. Written to a temporary sibling folder and renamed at the end.",
+        epilog="example: textlora export runs/imdb-minilm --merged exported/imdb-minilm",
+    )
+    parser.add_argument("run_dir", help="a run folder written by `textlora train`")
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--merged", metavar="OUT", help="folder for the merged model")
+    kind.add_argument("--adapter", metavar="OUT", help="folder for the adapter (adapter methods only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    parser.add_argument("--model", help="base model to merge into, if it moved since training")
+    parser.set_defaults(func=cmd_export)

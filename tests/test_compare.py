@@ -1,0 +1,129 @@
+"""`textlora compare`: every cell of the side-by-side table is the runs' metrics.json, baselines deduplicated."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_overrides
+from textlora.cli import main
+from textlora.compare import ComparedRun, comparison_table
+from textlora.tables import fmt
+
+
+@pytest.fixture(scope="module")
+def runs(request, tiny_bert_dir, reviews_csv, tmp_path_factory) -> dict[str, Path]:
+    """The shared LoRA run, a head-only run on the very same rows, and a head run on fewer rows."""
+    import torch
+
+    from textlora.config import load_config
+    from textlora.pipeline import run_experiment
+
+    out = tmp_path_factory.mktemp("compare")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 32-wide matrices: threads only contend with each other on a shared CPU
+    try:
+        built = {"tiny": request.getfixturevalue("tiny_run")}
+        for name, extra in (("head", {}), ("other", {"data.n_train": 60})):
+            overrides = tiny_overrides(tiny_bert_dir, reviews_csv, out, name=name, method="head",
+                                       **{"train.epochs": 1, **extra})
+            built[name] = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
+    return built
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def compare_json(capsys, *paths) -> list[dict]:
+    assert main(["compare", *map(str, paths), "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_run_rows_are_metrics_json(runs, capsys):
+    records = compare_json(capsys, runs["tiny"], runs["head"])
+    by_name = {r["run"]: r for r in records if r["kind"] == "run"}
+    assert list(by_name) == ["tiny", "head"]
+    for name in ("tiny", "head"):
+        m, row = metrics(runs[name]), by_name[name]
+        assert row["method"] == m["method"] == ("lora" if name == "tiny" else "head")
+        assert (row["trainable"], row["trainable_ratio"]) == (m["params"]["trainable"], m["params"]["trainable_ratio"])
+        assert (row["accuracy"], row["roc_auc"]) == (m["final"]["accuracy"], m["final"]["roc_auc"])
+        assert row["f1"] == m["final"]["f1"]  # two classes: the positive class's F1
+        epoch_seconds = m["timing"]["epoch_seconds"]
+        assert row["epoch_seconds"] == pytest.approx(sum(epoch_seconds) / len(epoch_seconds))
+        assert row["samples_per_second"] == m["timing"]["train_samples_per_second"]
+        assert row["peak_memory_mb"] == m["timing"]["peak_memory_mb"]
+        assert row["artifact_mb"] == m["artifact_bytes"] / 2**20
+
+
+def test_shared_baselines_are_one_row(runs, capsys):
+    lora, head = metrics(runs["tiny"]), metrics(runs["head"])
+    assert lora["data"]["fingerprint"] == head["data"]["fingerprint"]
+    # An adapter changes nothing at initialisation: the LoRA run's model before training scores
+    # exactly as the head run's, so their pre-adaptation rows are one row too.
+    assert lora["baselines"]["pre_adaptation"]["loss"] == head["baselines"]["pre_adaptation"]["loss"]
+    records = compare_json(capsys, runs["tiny"], runs["head"])
+    baselines = [r for r in records if r["kind"] == "baseline"]
+    assert [r["run"] for r in baselines] == ["TF-IDF + LR", "Pre-adaptation"]
+    assert records[:2] == baselines  # reference rows first, as in seed 000's table
+    tfidf, pre = baselines
+    assert tfidf["accuracy"] == lora["baselines"]["tfidf"]["accuracy"] == head["baselines"]["tfidf"]["accuracy"]
+    assert pre["accuracy"] == lora["baselines"]["pre_adaptation"]["accuracy"]
+    for row in baselines:
+        assert row["trainable"] is None and row["artifact_mb"] is None and row["runs"] == ["tiny", "head"]
+
+
+def test_baselines_of_other_data_are_labelled_per_run(runs, capsys):
+    assert metrics(runs["other"])["data"]["fingerprint"] != metrics(runs["tiny"])["data"]["fingerprint"]
+    records = compare_json(capsys, runs["tiny"], runs["head"], runs["other"])
+    names = [r["run"] for r in records]
+    assert names == ["TF-IDF + LR (tiny, head)", "Pre-adaptation (tiny, head)", "TF-IDF + LR (other)",
+                     "Pre-adaptation (other)", "tiny", "head", "other"]
+    other_tfidf = records[2]
+    assert other_tfidf["accuracy"] == metrics(runs["other"])["baselines"]["tfidf"]["accuracy"]
+
+
+def test_markdown_table_shows_dashes_for_missing_cells(runs, capsys, tmp_path):
+    out = tmp_path / "tables" / "comparison.md"
+    assert main(["compare", str(runs["tiny"]), str(runs["head"]), "--format", "markdown", "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    lines = [line for line in out.read_text().splitlines() if line.startswith("|")]
+    headers = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {cells[0]: dict(zip(headers, cells)) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert set(rows) == {"TF-IDF + LR", "Pre-adaptation", "tiny", "head"}
+    assert rows["TF-IDF + LR"]["trainable"] == "-" and rows["TF-IDF + LR"]["samples/s"] == "-"
+    m = metrics(runs["tiny"])
+    assert rows["tiny"]["trainable"] == f"{m['params']['trainable']:,}"
+    assert rows["tiny"]["test accuracy"] == fmt(m["final"]["accuracy"])
+    assert rows["tiny"]["trainable %"] == f"{100 * m['params']['trainable_ratio']:.3f}"
+    assert rows["head"]["artifact MiB"] == f"{metrics(runs['head'])['artifact_bytes'] / 2**20:.2f}"
+    assert not list(out.parent.glob(".*partial"))
+
+
+def test_f1_is_macro_for_multiclass_and_positive_class_for_binary():
+    def run(label: str, n: int) -> ComparedRun:
+        final = {"accuracy": 0.5, "f1": 0.11, "f1_macro": 0.22, "confusion_matrix": [[1] * n] * n}
+        return ComparedRun(label, "lora", {"final": final, "data": {"label_names": list("abcd"[:n])}})
+
+    headers, rows = comparison_table([run("binary", 2), run("four", 4)], baselines=False)
+    column = headers.index("test F1")
+    assert [row[column] for row in rows] == [0.11, 0.22]
+    assert rows[0][headers.index("trainable")] is None  # metrics without params: shown as "-"
+
+
+def test_unfinished_or_missing_runs_are_user_errors(runs, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs["head"], unfinished)
+    info = json.loads((unfinished / "run.json").read_text())
+    (unfinished / "run.json").write_text(json.dumps({**info, "finished": False}))
+    assert main(["compare", str(runs["tiny"]), str(unfinished)]) == 2
+    assert "did not finish" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
