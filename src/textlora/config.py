@@ -240,6 +240,9 @@ class TrainConfig:
     """Checkpoint every N optimizer steps (for --resume); null = at the end of every epoch."""
     report_to: str = "none"
     """none | tensorboard | mlflow: passed to the Trainer."""
+    compile: bool = False
+    """torch.compile the model (Inductor). Compiling takes minutes and happens again for new batch
+    shapes; measured in benchmarks/train_throughput.py before you turn it on."""
     precision: str = "auto"
     """auto | fp32 | bf16. bf16: frozen base weights held in bf16 under autocast, adapter weights and
     optimizer state in fp32. auto: bf16 where the hardware runs it natively (CUDA, AVX512-BF16/AMX)."""

@@ -102,8 +102,8 @@ def process_rank() -> tuple[int, int]:
 
 
 def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, say: Printer = print,
-                   resume: bool = False) -> Path:
-    """Run one experiment and return its run folder.
+                   resume: bool = False, callbacks: tuple = ()) -> Path:
+    """Run one experiment and return its run folder (`callbacks`: extra TrainerCallbacks).
 
     Under torchrun or accelerate launch every process runs this function:
     the Trainer shards the training data across them, while only rank 0
@@ -115,7 +115,7 @@ def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, sa
         say = lambda *_: None  # noqa: E731
     final_dir, work_dir, resuming = start_run(cfg.output_dir, cfg.name, overwrite, resume, create=main)
     try:
-        metrics = _run(cfg, work_dir, final_dir, quiet or not main, say, resuming, main)
+        metrics = _run(cfg, work_dir, final_dir, quiet or not main, say, resuming, main, callbacks)
     except BaseException as err:
         if main:
             keep = not isinstance(err, TextloraError) and any((work_dir / "checkpoints").glob("checkpoint-*"))
@@ -132,7 +132,7 @@ def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, sa
 
 
 def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer, resuming: bool,
-         main: bool) -> dict[str, Any]:
+         main: bool, callbacks: tuple = ()) -> dict[str, Any]:
     from textlora.baselines import tfidf_logreg
     from textlora.evaluate import evaluate
     from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
@@ -206,7 +206,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     say(f"training: {len(train_set)} rows, {cfg.train.epochs:g} epoch(s), lr {cfg.learning_rate:g}, "
         f"batch {cfg.train.batch_size}")
     result = train_model(cfg, model, tokenizer, train_set, validation_set, splits.label_names, work_dir,
-                         quiet=quiet, resume=resuming, label_targets=targets)
+                         quiet=quiet, resume=resuming, label_targets=targets, callbacks=callbacks)
     if not main:
         return metrics
     say(epoch_table(result.epochs))

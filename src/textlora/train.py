@@ -294,7 +294,7 @@ def class_weight_vector(cfg: Config, train_labels: np.ndarray, n_classes: int) -
 
 def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
                 work_dir: Path, quiet: bool = False, resume: bool = False,
-                label_targets: list[list[int]] | None = None) -> TrainResult:
+                label_targets: list[list[int]] | None = None, callbacks: tuple = ()) -> TrainResult:
     """Train `model` in place, checkpointing into work_dir/checkpoints.
 
     With `resume`, training continues from the last checkpoint there: the
@@ -303,7 +303,8 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
 
     With `label_targets` (objective label_words), `model` is a seq2seq LM
     trained on the LM loss of each row's target ids (its `labels`), and each
-    evaluation scores every class's targets (labelwords.py).
+    evaluation scores every class's targets (labelwords.py). `callbacks`:
+    extra TrainerCallbacks (benchmarks use one to trace accuracy over time).
     """
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, TrainingArguments
 
@@ -358,6 +359,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         disable_tqdm=quiet,
         train_sampling_strategy="group_by_length" if cfg.train.group_by_length else "random",
         use_cpu=not torch.cuda.is_available(),
+        torch_compile=cfg.train.compile,
         bf16=precision == "bf16",
     )
     optimizers: tuple = (None, None)
@@ -405,7 +407,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         compute_loss_func=compute_loss,
         optimizers=optimizers,
         callbacks=[recorder, *_tracking_callbacks(cfg, Path(work_dir)),
-                   *([_epoch_end_checkpoints()] if cfg.train.save_steps else [])],
+                   *([_epoch_end_checkpoints()] if cfg.train.save_steps else []), *callbacks],
     )
     _silence_log_printing(trainer, quiet)
     start = time.perf_counter()
