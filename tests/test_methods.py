@@ -113,8 +113,11 @@ def test_run_reloads_into_the_model_it_evaluated(runs, name):
     metrics = run.metrics()
     splits = load_splits(config_from_dict(run.config()).data, metrics["seed"])
     predictor = Predictor.from_run(run.path)
+    # The epoch row comes from the Trainer's evaluation of the unmerged adapter in its own batches
+    # (other padding, other summation order): fp32 rounding moves the loss by up to a few 1e-5 there,
+    # while a lost or re-initialised head or adapter moves it by more than 1e-2.
     for frame, reference, loss_tolerance in ((splits.test, metrics["final"], 1e-9),
-                                             (splits.validation, metrics["epochs"][-1], 1e-5)):
+                                             (splits.validation, metrics["epochs"][-1], 2e-4)):
         probs = predictor.predict_probs(list(frame["text"]))
         got = classification_metrics(np.asarray(frame["label"]), probs, predictor.label_names)
         assert got["accuracy"] == reference["accuracy"]
