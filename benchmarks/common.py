@@ -1,0 +1,70 @@
+"""What every benchmark result records: the machine, the date, versions, the exact command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def machine_info() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in ("torch", "transformers", "peft", "datasets", "scikit-learn", "textlora", "fastapi", "uvicorn"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions,
+            # Other work on the machine slows one side of a comparison; this says how busy it was.
+            "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        import torch
+
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return info
+
+
+def matmul_peak_gflops(dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-N square matmul rate in GFLOP/s: the ceiling a training step can approach."""
+    import torch
+
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def write_result(path: Path, figures: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(),
+        **figures,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
