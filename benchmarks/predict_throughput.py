@@ -7,7 +7,9 @@ adapter merged into MiniLM, or a freshly initialised MiniLM classifier when
 no --run is given: speed does not depend on the weights' values), truncating
 at the same max_length. The pipeline runs as users call it (one text at a
 time, its default) and with batch_size=64; textlora sorts texts by length and
-pads each batch only to its longest member. Checks both give the same labels.
+pads each batch only to its longest member, in fp32 (its default) and, where
+the hardware runs bf16 natively, with `--precision bf16` (the model cast to
+bf16). Checks they give the same labels, and how far bf16 probabilities move.
 Writes benchmarks/results/predict_throughput.json.
 """
 
@@ -41,7 +43,8 @@ def main() -> None:
     from textlora.config import ModelConfig
     from textlora.data import clean_html
     from textlora.models import resolve_model_source
-    from textlora.predict import Predictor, load_run_model
+    from textlora.predict import Predictor, cast_for_inference, load_run_model
+    from textlora.train import resolve_precision
     from textlora.runs import open_run
 
     transformers.logging.set_verbosity_error()
@@ -60,8 +63,18 @@ def main() -> None:
 
     timings = {}
     start = time.perf_counter()
-    ours = predictor.predict_probs(texts).argmax(1)
+    fp32_probs = predictor.predict_probs(texts)
     timings["textlora"] = time.perf_counter() - start
+    ours = fp32_probs.argmax(1)
+    bf16_probs = None
+    if resolve_precision("auto") == "bf16":  # emulated bf16 is far slower than fp32: not worth timing
+        import copy
+
+        fast = Predictor(cast_for_inference(copy.deepcopy(model), "bf16"), tokenizer, labels,
+                         ModelConfig(max_length=args.max_length), batch_size=64)
+        start = time.perf_counter()
+        bf16_probs = fast.predict_probs(texts)
+        timings["textlora_bf16"] = time.perf_counter() - start
     classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
     reference_labels = {}
     for name, kwargs in (("pipeline_batch_64", {"batch_size": 64}), ("pipeline_default", {})):
@@ -77,8 +90,15 @@ def main() -> None:
         "speedup_vs_pipeline_batch_64": timings["pipeline_batch_64"] / timings["textlora"],
         "label_agreement": agreement,
     }
+    if bf16_probs is not None:
+        figures["speedup_bf16_vs_pipeline_default"] = timings["pipeline_default"] / timings["textlora_bf16"]
+        figures["bf16_vs_fp32"] = {"label_agreement": float((bf16_probs.argmax(1) == fp32_probs.argmax(1)).mean()),
+                                   "max_abs_probability_difference": float(np.abs(bf16_probs - fp32_probs).max())}
     for name, seconds in timings.items():
         print(f"{name:20s} {len(texts) / seconds:8.1f} texts/s")
+    if bf16_probs is not None:
+        print(f"textlora bf16 vs pipeline default: {figures['speedup_bf16_vs_pipeline_default']:.2f}x; "
+              f"bf16 vs fp32: {figures['bf16_vs_fp32']}")
     print(f"textlora vs pipeline default: {figures['speedup_vs_pipeline_default']:.2f}x; "
           f"vs pipeline batch 64: {figures['speedup_vs_pipeline_batch_64']:.2f}x; agreement {agreement}")
     write_result(args.out, figures)

@@ -99,3 +99,25 @@ def test_model_card_shows_the_comparison(tiny_run):
     card = (tiny_run / "README.md").read_text()
     assert "TF-IDF + LR" in card and "Pre-adaptation" in card and "Fine-tuned (lora)" in card
     assert "| Epoch |" in card
+
+
+def test_bf16_inference_keeps_the_labels_and_rejects_unknown_precisions(tiny_run, reviews_csv):
+    """--precision bf16 casts the merged model (works on any CPU, fast only where bf16 is native):
+    same labels as fp32 on real rows, probabilities within bf16 rounding."""
+    import pandas as pd
+    import torch
+
+    from textlora.errors import TextloraError
+    from textlora.predict import Predictor
+
+    texts = list(pd.read_csv(reviews_csv)["text"][:64])
+    fp32 = Predictor.from_run(tiny_run)
+    bf16 = Predictor.from_run(tiny_run, precision="bf16")
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
+    a, b = fp32.predict_probs(texts), bf16.predict_probs(texts)
+    assert np.abs(a - b).max() < 0.05 and np.abs(a - b).max() > 0  # rounded, not the same model
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.95
+    assert b.sum(1) == pytest.approx(np.ones(len(texts)), abs=1e-9)
+    with pytest.raises(TextloraError, match="unknown precision 'fp8'"):
+        Predictor.from_run(tiny_run, precision="fp8")

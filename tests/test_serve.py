@@ -343,3 +343,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: run folder")
     assert main(["serve", str(tmp_path), "--max-batch", "0"]) == 2
     assert "--max-batch must be at least 1" in capsys.readouterr().err
+
+
+def test_bf16_engine_serves_every_adapter_in_bf16(engine, tiny_run, three_class_run):
+    """Two adapters on one base, cast once after attaching both: answers match the fp32 engine's labels."""
+    import torch
+
+    texts = ["great superb wonderful loved the film", "awful boring terrible dull plot"]
+    fast = load_engine([("sentiment", tiny_run), ("three", three_class_run)], pass_size=4, precision="bf16")
+    assert {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}
+    for name in ("sentiment", "three"):
+        want = [p.label for p in engine.predict(name, texts)]
+        assert [p.label for p in fast.predict(name, texts)] == want

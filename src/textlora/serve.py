@@ -57,6 +57,8 @@ class ServeSettings:
     """Texts waiting for the model; above it requests get 503 (back-pressure)."""
     token: Optional[str] = None
     """When set, /v1/* needs `Authorization: Bearer <token>`."""
+    precision: str = "fp32"
+    """fp32 | bf16 | auto: the model's precision (textlora.predict.inference_precision)."""
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "pass_size", "max_texts", "max_chars", "max_body_bytes", "max_queue"):
@@ -135,9 +137,12 @@ def parse_run_args(items: Sequence[str]) -> list[tuple[str, Path]]:
 
 
 def load_engine(runs: Sequence[tuple[str, "str | Path"]], base_model: Optional[str] = None,
-                pass_size: int = 16) -> Engine:
-    """Open and check every run, load the base model once and attach each adapter to it."""
-    from textlora.predict import Predictor, load_run_model
+                pass_size: int = 16, precision: str = "fp32") -> Engine:
+    """Open and check every run, load the base model once and attach each adapter to it
+    (`precision`: fp32, bf16 or auto, as for textlora.predict)."""
+    from textlora.predict import Predictor, cast_for_inference, inference_precision, load_run_model
+
+    inference_precision(precision)  # a bad value fails before any loading
 
     opened = [(name, open_run(path)) for name, path in runs]
     for name, run in opened:
@@ -146,7 +151,7 @@ def load_engine(runs: Sequence[tuple[str, "str | Path"]], base_model: Optional[s
     base = base_model or first.info.get("base_model") or "?"
     if len(opened) == 1:
         # One run: merge the adapter (if any) into the base, the fastest form.
-        model = load_run_model(first, base_model, merge=True)
+        model = load_run_model(first, base_model, merge=True, precision=precision)
         predictor = Predictor.for_model(first, model, pass_size)
         return Engine(model, {first_name: Adapter(first_name, first, predictor, None)}, base)
     _check_same_base(opened)
@@ -158,6 +163,7 @@ def load_engine(runs: Sequence[tuple[str, "str | Path"]], base_model: Optional[s
         peft_name = f"adapter{i}"
         _attach_adapter(model, run, peft_name, name)
         adapters[name] = Adapter(name, run, Predictor.for_model(run, model, pass_size), peft_name)
+    cast_for_inference(model, precision)  # in place: every adapter's predictor holds this model
     return Engine(model, adapters, base)
 
 
@@ -507,7 +513,7 @@ def serve(runs: Sequence[str], host: str = "127.0.0.1", port: int = DEFAULT_PORT
     import uvicorn
 
     started = time.perf_counter()
-    engine = load_engine(parse_run_args(runs), base_model, settings.pass_size)
+    engine = load_engine(parse_run_args(runs), base_model, settings.pass_size, settings.precision)
     for adapter in engine.adapters.values():
         adapter.predictor.predict(["warm-up"])  # first pass allocates; do it before the first client waits
     app = create_app(engine, settings)
@@ -543,6 +549,7 @@ def cmd_serve(args) -> int:
         max_batch=args.max_batch, pass_size=args.pass_size, max_wait_ms=args.max_wait_ms, batching=not args.no_batching,
         max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
         max_queue=args.max_queue, token=args.token if args.token is not None else os.environ.get("TEXTLORA_TOKEN"),
+        precision=args.precision,
     )
     serve(args.run_dirs, args.host, args.port, args.model, settings)
     return 0
@@ -570,6 +577,9 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
                         help="how long a request waits for others to share its pass (default %(default)s)")
     parser.add_argument("--no-batching", action="store_true", help="one forward pass per request")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=defaults.precision,
+                        help="fp32 (default: the run's own probabilities), bf16 (faster where the hardware runs it "
+                             "natively), or auto")
     parser.add_argument("--max-texts", type=int, default=defaults.max_texts, help="texts per request (default %(default)s)")
     parser.add_argument("--max-chars", type=int, default=defaults.max_chars, help="characters per text (default %(default)s)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
