@@ -425,16 +425,21 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
     result = yaml.safe_load(yaml.safe_dump(raw)) or {}
     for text in overrides:
         keys, value = parse_override(text)
-        node = result
-        for key in keys[:-1]:
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                raise TextloraError(f"--set {text!r}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = value
+        set_dotted_key(result, keys, value, f"--set {text!r}")
     return result
+
+
+def set_dotted_key(raw: dict[str, Any], keys: list[str], value: Any, context: str) -> None:
+    """raw[k1][k2]...[kn] = value, creating missing sections; `context` names the flag in errors."""
+    node = raw
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise TextloraError(f"{context}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:

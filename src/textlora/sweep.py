@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from textlora.config import Config, apply_overrides, config_from_dict, read_recipe
+from textlora.config import Config, apply_overrides, config_from_dict, read_recipe, set_dotted_key
 from textlora.errors import TextloraError
 from textlora.runs import is_run, write_json
 
@@ -191,16 +191,7 @@ def point_name(point: dict[str, Any], keys: dict[str, str] | None = None) -> str
 
 
 def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise TextloraError(f"--grid {key}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
+    set_dotted_key(raw, key.split("."), copy.deepcopy(value), f"--grid {key}")
 
 
 @dataclass
