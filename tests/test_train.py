@@ -27,3 +27,18 @@ def test_epoch_training_loss_is_the_mean_of_its_steps():
         {"train_loss": 0.6, "epoch": 2.0},  # the Trainer's summary line is not a step
     ]
     assert epoch_train_losses(history) == {1: pytest.approx(0.75), 2: pytest.approx(0.2)}
+
+
+def test_a_fractional_last_epoch_gets_its_own_row(tiny_bert_dir, reviews_csv, tmp_path):
+    """train.epochs: 1.5 evaluates at epoch 1 and at 1.5: two rows, each with its own label and
+    training loss (a rounded label once gave two rows called 1, the second without its loss)."""
+    from conftest import tiny_overrides
+
+    from textlora.config import load_config
+    from textlora.pipeline import run_experiment
+
+    cfg = load_config(None, tiny_overrides(tiny_bert_dir, reviews_csv, tmp_path, name="frac", baselines="[]",
+                                           **{"train.epochs": 1.5, "data.n_train": 96}))
+    metrics = json.loads((run_experiment(cfg, quiet=True, say=lambda *_: None) / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 1.5]
+    assert all(row["train_loss"] is not None and row["seconds"] is not None for row in metrics["epochs"])

@@ -67,7 +67,7 @@ def _epoch_recorder(journal: Path):
                 self.pending["seconds"] = time.perf_counter() - self.started
 
         def on_evaluate(self, args, state, control, **kwargs):
-            self.by_epoch[str(round(state.epoch))] = dict(self.pending)
+            self.by_epoch[str(epoch_label(state.epoch))] = dict(self.pending)
             self.pending = {}
             if state.is_world_process_zero:
                 journal.write_text(json.dumps(self.by_epoch))
@@ -83,6 +83,12 @@ def _optimizer_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
         for group in optimizer.param_groups
         if group["params"]
     ]
+
+
+def epoch_label(epoch: float) -> int | float:
+    """Whole epochs as ints; a fractional last epoch (train.epochs: 1.5) keeps two decimals,
+    or its row would repeat the label of the epoch before it."""
+    return round(epoch) if abs(epoch - round(epoch)) < 1e-6 else round(epoch, 2)
 
 
 def resolve_precision(requested: str) -> str:
@@ -421,8 +427,8 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
     rows = []
     for entry in evals:
-        epoch = round(entry["epoch"])
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses.get(epoch)}
+        epoch = epoch_label(entry["epoch"])
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses.get(math.ceil(epoch))}
         row.update({k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k})
         row.setdefault("seconds", None)
         row.update(recorder.by_epoch.get(str(epoch), {}))
