@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     predict.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                          help="fp32 (default: the probabilities the run's metrics came from), bf16 (faster where "
-                              "the hardware runs it natively; labels agree, probabilities differ ~1e-2), or auto")
+                              "the hardware runs it natively; probabilities move by bf16 rounding), or auto")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     predict.add_argument("--trust-remote-code", action="store_true",
                          help="needed for a run trained with --trust-remote-code: runs its model's own code")
