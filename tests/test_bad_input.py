@@ -295,3 +295,16 @@ def test_bad_predict_input_file(capsys, tmp_path, tiny_run):
     assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "--input", source), r"text column 'text' not in")
     assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "--input", tmp_path / "none.csv"), r"does not exist")
     assert_one_line_error(*run_cli(capsys, "predict", tiny_run), r"no text to classify")
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (("predict", "RUN", "--precision", "fp8", "a great film"), r"--precision: invalid choice: 'fp8'.*textlora predict --help"),
+    (("serve", "RUN", "--precision", "fp8"), r"--precision: invalid choice: 'fp8'.*textlora serve --help"),
+    (("predict", "RUN", "--batch-size", "many", "a great film"), r"--batch-size: invalid int value: 'many'"),
+    (("train", "--no-such-flag"), r"unrecognized arguments: --no-such-flag"),
+])
+def test_bad_flags_get_one_line_and_exit_2(capsys, tiny_run, args, pattern):
+    """argparse's own errors (bad choice, bad type, unknown flag) end like every other user error."""
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tiny_run) if a == "RUN" else a for a in args])
+    assert_one_line_error(stopped.value.code, capsys.readouterr().err, pattern)

@@ -131,8 +131,17 @@ def _write_predictions(path: Path, texts, predictions, label_names) -> None:
 # --------------------------------------------------------------------------- parser
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose bad flags and values end like every other user error: one line
+    `error: ...` naming the fix, exit code 2 (plain argparse prints its usage block first).
+    Sub-command parsers are of this class too: add_subparsers uses the parent's class."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="textlora",
         description="Fine-tune pretrained transformers for text classification with LoRA and relatives, "
         "measured against a TF-IDF baseline and the model before adaptation.",
