@@ -76,6 +76,8 @@ def tiny_overrides(model_dir: str, data: str, out_dir: Path, **extra) -> list[st
         "model.name": model_dir, "data.source": data, "output_dir": str(out_dir), "model.max_length": 32,
         "train.epochs": 3, "train.learning_rate": 2e-2, "train.batch_size": 16, "data.validation_size": 0.15,
         "data.test_size": 0.25, "data.label_column": "label", "data.text_column": "text",
+        # The fine-tuned model is what most tests exercise; ship: best (the default) has its own tests.
+        "ship": "finetuned",
     }
     settings.update(extra)
     return [f"{k}={v}" for k, v in settings.items()]

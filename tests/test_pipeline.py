@@ -10,7 +10,8 @@ from textlora.runs import open_run
 
 def test_run_folder_has_exactly_the_expected_files(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert names == {"run.json", "config.yaml", "metrics.json", "adapter", "tokenizer", "labels.json", "README.md"}
+    assert names == {"run.json", "config.yaml", "metrics.json", "adapter", "tokenizer", "labels.json", "README.md",
+                     "ship.json", "calibration.json"}
     adapter = {p.name for p in (tiny_run / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "config.json"} <= adapter
     assert not list(tiny_run.parent.glob(".*partial*"))
@@ -19,12 +20,18 @@ def test_run_folder_has_exactly_the_expected_files(tiny_run):
 
 def test_metrics_json_has_every_row_and_metric(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert set(metrics["baselines"]) == {"tfidf", "pre_adaptation"}
+    assert set(metrics["baselines"]) == {"tfidf", "nbsvm", "pre_adaptation"}
     for row in [metrics["final"], *metrics["baselines"].values()]:
         for key in ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc",
                     "confusion_matrix", "per_class"):
             assert key in row, key
     assert len(metrics["epochs"]) == 3
+    assert sum(e["selected"] for e in metrics["epochs"]) == 1
+    for row in [metrics["final"], metrics["ensemble"], *metrics["baselines"].values()]:
+        assert set(row["intervals"]) == {"accuracy", "f1_macro", "roc_auc"}
+        low, high = row["intervals"]["accuracy"]
+        assert low <= row["accuracy"] <= high
+        assert 0 <= row["ece"] <= 1 and row["brier"] >= 0
     for epoch in metrics["epochs"]:
         for key in ("train_loss", "loss", "accuracy", "precision", "recall", "f1", "roc_auc", "seconds"):
             assert epoch[key] is not None, key
@@ -50,11 +57,23 @@ def test_loss_goes_down_and_model_beats_pre_adaptation(tiny_run):
 
 
 def test_predictor_reproduces_saved_test_metrics(tiny_run):
+    """Reload the run, score its own test rows, and get metrics.json's final row back exactly."""
+    from textlora.config import load_config
+    from textlora.data import load_splits
+    from textlora.metrics import classification_metrics
     from textlora.predict import Predictor
 
     run = open_run(tiny_run)
     predictor = Predictor.from_run(tiny_run)
     assert predictor.label_names == ["negative", "positive"]
+    cfg = load_config(tiny_run / "config.yaml")
+    test = load_splits(cfg.data, cfg.seed).test
+    saved = json.loads((tiny_run / "metrics.json").read_text())["final"]
+    again = classification_metrics(test["label"].to_numpy(), predictor.predict_probs(list(test["text"])),
+                                   predictor.label_names)
+    for key in ("accuracy", "f1", "f1_macro", "roc_auc", "loss"):
+        assert again[key] == pytest.approx(saved[key], abs=1e-9), key
+    assert again["confusion_matrix"] == saved["confusion_matrix"]
     out = predictor.predict(["great superb wonderful loved the film", "awful boring terrible dull plot"])
     assert [p.label for p in out] == ["positive", "negative"]
     for p in out:
@@ -78,11 +97,15 @@ def test_adapter_loads_with_plain_peft_and_transformers(tiny_run):
     model = PeftModel.from_pretrained(base, tiny_run / "adapter").eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_run / "tokenizer")
     texts = ["great superb film", "dull plot and the worst actor", "a story"]
+    temperature = json.loads((tiny_run / "calibration.json").read_text())["temperature"]
     with torch.no_grad():
         batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
-        plain = torch.softmax(model(**batch).logits.double(), -1).numpy()
-    ours = Predictor.from_run(tiny_run).predict_probs(texts)
-    np.testing.assert_allclose(ours, plain, atol=1e-5)
+        logits = model(**batch).logits.double()
+    # The one division a plain-peft user applies to get textlora's calibrated probabilities.
+    np.testing.assert_allclose(Predictor.from_run(tiny_run).predict_probs(texts),
+                               torch.softmax(logits / temperature, -1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(Predictor.from_run(tiny_run, calibrated=False).predict_probs(texts),
+                               torch.softmax(logits, -1).numpy(), atol=1e-5)
 
 
 def test_batched_prediction_equals_one_by_one(tiny_run):
@@ -97,8 +120,10 @@ def test_batched_prediction_equals_one_by_one(tiny_run):
 
 def test_model_card_shows_the_comparison(tiny_run):
     card = (tiny_run / "README.md").read_text()
-    assert "TF-IDF + LR" in card and "Pre-adaptation" in card and "Fine-tuned (lora)" in card
+    assert "TF-IDF + LR" in card and "NBSVM" in card and "Pre-adaptation" in card and "Fine-tuned (lora)" in card
     assert "| Epoch |" in card
+    assert "fine-tuned vs TF-IDF + LR: " in card and " test texts" in card and "wins" not in card
+    assert "Temperature " in card and "95 %" in card
 
 
 def test_bf16_inference_keeps_the_labels_and_rejects_unknown_precisions(tiny_run, reviews_csv):

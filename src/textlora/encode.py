@@ -22,6 +22,8 @@ from textlora.config import ModelConfig
 def encode_texts(tokenizer, texts: Sequence[str], model_cfg: ModelConfig) -> dict[str, list[list[int]]]:
     """Token ids (and attention masks) for each text, truncated, not padded."""
     texts = list(texts)
+    if model_cfg.truncation == "auto":
+        raise ValueError("truncation: auto must be resolved (resolve_truncation) before encoding")
     if model_cfg.truncation == "head":
         return dict(tokenizer(texts, truncation=True, max_length=model_cfg.max_length))
     if model_cfg.truncation == "chunks":
@@ -30,7 +32,7 @@ def encode_texts(tokenizer, texts: Sequence[str], model_cfg: ModelConfig) -> dic
         windows["text_index"] = list(windows.pop("overflow_to_sample_mapping"))
         return windows
     encoded = dict(tokenizer(texts, truncation=False, verbose=False))
-    head = model_cfg.head_tokens
+    head = model_cfg.head_tail_split
     tail = model_cfg.max_length - head
     for key, rows in encoded.items():
         # Special tokens sit at both ends ([CLS] ... [SEP]), so slicing the
@@ -56,6 +58,16 @@ def token_length_stats(tokenizer, texts: Sequence[str], max_length: int, limit: 
         "max": int(lengths.max()),
         "truncated_share": float((lengths > max_length).mean()),
     }
+
+
+def resolve_truncation(model_cfg: ModelConfig, lengths: dict[str, Any]) -> str:
+    """truncation: auto -> head_tail when more than AUTO_HEAD_TAIL_SHARE of the (training) texts
+    are longer than max_length, else head; any other strategy as given."""
+    from textlora.config import AUTO_HEAD_TAIL_SHARE
+
+    if model_cfg.truncation != "auto":
+        return model_cfg.truncation
+    return "head_tail" if lengths.get("truncated_share", 0.0) > AUTO_HEAD_TAIL_SHARE else "head"
 
 
 def encode(tokenizer, texts: Sequence[str], model_cfg: ModelConfig, prompt=None) -> dict[str, list[list[int]]]:

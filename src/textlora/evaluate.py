@@ -29,8 +29,20 @@ def predict_probs(
     tokenizer,
     batch_size: int = 64,
     progress: bool = False,
+    temperature: float = 1.0,
 ) -> np.ndarray:
-    """Softmax probabilities, shape (texts, classes), in the order of the texts.
+    """Softmax probabilities of logits / temperature, shape (texts, classes), in the order of the texts."""
+    return softmax(predict_logits(model, encoded, tokenizer, batch_size, progress) / temperature)
+
+
+def predict_logits(
+    model: torch.nn.Module,
+    encoded: dict[str, list[list[int]]],
+    tokenizer,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Logits in float64, shape (texts, classes), in the order of the texts.
 
     Each row of `encoded` is one text, or, with a `text_index` (truncation:
     chunks), one window of the text it names: a text's logits are then the
@@ -71,7 +83,7 @@ def predict_probs(
         logits[index] = part
     if "text_index" in encoded:
         logits = pool_windows(logits, np.asarray(encoded["text_index"]))
-    return softmax(logits)  # in float64: each row sums to 1 to 1e-12
+    return logits  # float64: softmax rows then sum to 1 to 1e-12
 
 
 def pool_windows(logits: np.ndarray, text_index: np.ndarray) -> np.ndarray:

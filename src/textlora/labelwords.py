@@ -93,7 +93,7 @@ def _cut(text: str, offsets: Sequence[tuple[int, int]], budget: int, model_cfg: 
     if len(offsets) <= budget:
         return text
     if model_cfg.truncation == "head_tail":
-        head = min(model_cfg.head_tokens, budget - 1)
+        head = min(model_cfg.head_tail_split, budget - 1)
         tail = budget - head
         return text[: offsets[head - 1][1]] + " " + text[offsets[-tail][0]:]
     return text[: offsets[budget - 1][1]]

@@ -10,15 +10,17 @@ import os
 import platform
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from textlora import __version__
-from textlora.config import ADAPTER_METHODS, Config
+from textlora.config import ADAPTER_METHODS, AUTO_HEAD_TAIL_SHARE, Config
 from textlora.data import Splits, fingerprint, load_splits
-from textlora.encode import encode, to_dataset, token_length_stats
+from textlora.encode import encode, resolve_truncation, to_dataset, token_length_stats
 from textlora.errors import TextloraError
-from textlora.runs import FORMAT, RUN_MARKER, abandon_run, finish_run, folder_size, start_run, write_json
+from textlora.metrics import softmax
+from textlora.runs import FORMAT, RUN_MARKER, RunRecord, abandon_run, finish_run, folder_size, start_run, write_json
 from textlora.tables import comparison_table, epoch_table, render
 
 Printer = Callable[[str], None]
@@ -51,51 +53,6 @@ def print_data_summary(splits: Splits, lengths: dict[str, Any], max_length: int,
         say(f"note: {note}")
 
 
-def model_card(cfg: Config, info: dict[str, Any], metrics: dict[str, Any]) -> str:
-    rows = [(name, row) for name, row in comparison_rows(metrics)]
-    params = metrics["params"]
-    lines = [
-        f"# {cfg.name}",
-        "",
-        f"Text classifier trained by textlora {__version__}: `{cfg.model.name}` adapted with **{cfg.method}** "
-        f"on `{cfg.data.source}` ({', '.join(info['label_names'])}).",
-        "",
-        "## Results on the test rows",
-        "",
-        comparison_table(rows, markdown=True),
-        "",
-        "## Per epoch (validation rows)",
-        "",
-        epoch_table(metrics["epochs"], markdown=True),
-        "",
-        "## Cost",
-        "",
-        f"- trainable parameters: {params['trainable']:,} of {params['total']:,} ({params['trainable_ratio']:.2%})",
-        f"- training time: {metrics['timing']['train_seconds']:.1f} s, {metrics['timing']['train_samples_per_second']:.2f} samples/s",
-        f"- peak memory: {metrics['timing']['peak_memory_mb']:.0f} MiB",
-        f"- artifact to ship (`{info['artifact']}/`): {metrics['artifact_bytes'] / 2**20:.2f} MiB",
-        "",
-        "## Use",
-        "",
-        "```bash",
-        f"textlora predict {cfg.output_dir}/{cfg.name} \"some text\"",
-        "```",
-        "",
-        "The recipe is in `config.yaml`; every figure above is in `metrics.json`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def comparison_rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    pre = "Zero-shot (prompt)" if metrics.get("objective") == "seq2seq" else "Pre-adaptation"
-    names = {"tfidf": "TF-IDF + LR", "pre_adaptation": pre}
-    rows = [(names.get(k, k), v) for k, v in metrics.get("baselines", {}).items()]
-    if metrics.get("final"):
-        rows.append((f"Fine-tuned ({metrics.get('method', '')})", metrics["final"]))
-    return rows
-
-
 def process_rank() -> tuple[int, int]:
     """(rank, world size) under torchrun / accelerate launch; (0, 1) otherwise."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -115,7 +72,7 @@ def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, sa
         say = lambda *_: None  # noqa: E731
     final_dir, work_dir, resuming = start_run(cfg.output_dir, cfg.name, overwrite, resume, create=main)
     try:
-        metrics = _run(cfg, work_dir, final_dir, quiet or not main, say, resuming, main, callbacks)
+        record = _run(cfg, work_dir, final_dir, quiet or not main, say, resuming, main, callbacks)
     except BaseException as err:
         if main:
             keep = not isinstance(err, TextloraError) and any((work_dir / "checkpoints").glob("checkpoint-*"))
@@ -124,31 +81,45 @@ def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, sa
             else:
                 abandon_run(work_dir)
         raise
-    if main:
+    if main and record is not None:
         say("")
-        say(comparison_table(comparison_rows(metrics)))
+        say(comparison_table([(name, row) for _, name, row in record.rows()]))
+        say("")
+        for line in record.verdicts():
+            say(line)
         say(f"\nrun saved to {final_dir}")
     return final_dir
 
 
 def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer, resuming: bool,
-         main: bool, callbacks: tuple = ()) -> dict[str, Any]:
-    from textlora.baselines import tfidf_logreg
-    from textlora.evaluate import evaluate
+         main: bool, callbacks: tuple = ()) -> RunRecord | None:
+    import numpy as np
+
+    from textlora.calibration import apply_temperature, calibration_metrics, fit_temperature, reliability_bins
+    from textlora.card import model_card
+    from textlora.classical import fit_classical
+    from textlora.evaluate import predict_logits
     from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
-    from textlora.models import build_model, load_tokenizer, resolve_model_source, resolve_objective
+    from textlora.models import build_model, check_max_length, load_tokenizer, resolve_model_source, resolve_objective
     from textlora.predict import base_signature, load_run_model
-    from textlora.runs import RunDir
+    from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, ROW_NAMES, SHIP_FILE, RunDir
+    from textlora.ship import (blend, choose_ensemble, choose_ship, plan_dict, resolve_select_metric, score)
     from textlora.train import train_model
 
     started = time.perf_counter()
     source = resolve_model_source(cfg.model.name)
+    check_max_length(cfg, source)  # a too-long max_length fails here, not deep in the first forward pass
     splits = load_splits(cfg.data, cfg.seed)
+    names = splits.label_names
     tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
     objective = resolve_objective(cfg, source)
+    lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
+    truncation = resolve_truncation(cfg.model, lengths)
+    model_cfg = cfg.model.with_truncation(truncation)
+    select_metric = resolve_select_metric(cfg.train.select_metric, splits.train["label"].to_numpy(), len(names))
     prompt = targets = None
     if objective == "seq2seq":
-        prompt = Prompt.build(cfg.prompt, splits.label_names)
+        prompt = Prompt.build(cfg.prompt, names)
         targets = label_targets(tokenizer, prompt.words)
     info = {
         "format": FORMAT,
@@ -158,8 +129,9 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         "artifact": "adapter" if cfg.method in ADAPTER_METHODS else "model",
         "base_model": cfg.model.name,
         "base_model_source": source,
-        "label_names": splits.label_names,
+        "label_names": names,
         "objective": objective,
+        "truncation": truncation,
         "textlora_version": __version__,
     }
     if prompt is not None:  # what prediction needs to rebuild the classifier around the LM
@@ -167,83 +139,178 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     if main:
         (work_dir / "config.yaml").write_text(cfg.to_yaml())
         write_json(work_dir / RUN_MARKER, info)  # finished: false until the very end
-    lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
     say(f"data: {cfg.data.source}" + ("  (resuming)" if resuming else ""))
     print_data_summary(splits, lengths, cfg.model.max_length, say)
+    if cfg.model.truncation == "auto":
+        say(f"truncation: auto -> {truncation} ({lengths.get('truncated_share', 0):.1%} of the training texts are "
+            f"longer than {cfg.model.max_length} tokens; head_tail above {AUTO_HEAD_TAIL_SHARE:.0%})")
+    say(f"selection metric (validation rows): {select_metric}")
 
-    metrics: dict[str, Any] = {
-        "name": cfg.name,
-        "method": cfg.method,
-        "objective": objective,
-        "base_model": cfg.model.name,
-        "seed": cfg.seed,
-        "data": {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)},
-        "baselines": {},
-    }
-    test_texts, test_labels = list(splits.test["text"]), list(splits.test["label"])
-    if "tfidf" in cfg.baselines and main:
-        say("baseline: TF-IDF + logistic regression ...")
-        metrics["baselines"]["tfidf"] = tfidf_logreg(
-            splits.train["text"], splits.train["label"], test_texts, test_labels, splits.label_names, cfg.seed
-        )
-    test_encoded = encode(tokenizer, test_texts, cfg.model, prompt)
-    model, params = build_model(cfg, source, splits.label_names, tokenizer, objective)
+    data_summary = {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)}
+    test_texts, test_labels = list(splits.test["text"]), splits.test["label"].to_numpy()
+    val_texts, val_labels = list(splits.validation["text"]), splits.validation["label"].to_numpy()
+    test_probs: dict[str, np.ndarray] = {}
+    val_probs: dict[str, np.ndarray] = {}
+    baselines: dict[str, dict[str, Any]] = {}
+    classical_models = {}
+    for kind in CLASSICAL_ROWS:
+        if kind not in cfg.baselines or not main:
+            continue
+        say(f"baseline: {ROW_NAMES[kind]} ...")
+        begun = time.perf_counter()
+        classical_models[kind] = fit_classical(kind, splits.train["text"], splits.train["label"], len(names), cfg.seed)
+        fitted = time.perf_counter()
+        val_probs[kind] = classical_models[kind].predict_proba(val_texts)
+        test_probs[kind] = classical_models[kind].predict_proba(test_texts)
+        baselines[kind] = {**scored_row(test_labels, test_probs[kind], names), "train_seconds": fitted - begun,
+                           "seconds": time.perf_counter() - begun}
+    test_encoded = encode(tokenizer, test_texts, model_cfg, prompt)
+    model, params = build_model(cfg, source, names, tokenizer, objective)
     info["base_signature"] = base_signature(model.config)
-    metrics["params"] = params.as_dict()
     say(f"model: {cfg.model.name} + {cfg.method}: {params.trainable:,} trainable of {params.total:,} parameters ({params.ratio:.2%})")
     if "pre_adaptation" in cfg.baselines and main:
         # Seeded construction makes this row identical on a resumed run.
         # For a label-word model this is the zero-shot row: the same prompt and scoring, untrained.
         say("baseline: the model before adaptation" + (" (zero-shot prompt)" if prompt else "") + " ...")
         classifier = model if targets is None else LabelWordClassifier(model, targets)
-        metrics["baselines"]["pre_adaptation"] = evaluate(
-            classifier, test_encoded, test_labels, splits.label_names, tokenizer, cfg.train.eval_batch_size, not quiet
-        )
+        begun = time.perf_counter()
+        test_probs["pre_adaptation"] = softmax(predict_logits(classifier, test_encoded, tokenizer,
+                                                              cfg.train.eval_batch_size, not quiet))
+        baselines["pre_adaptation"] = {**scored_row(test_labels, test_probs["pre_adaptation"], names),
+                                       "seconds": time.perf_counter() - begun}
 
-    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, cfg.model, prompt, targets)
-    validation_set = to_dataset(splits.validation["text"], splits.validation["label"], tokenizer, cfg.model,
-                                prompt, targets)
-    say(f"training: {len(train_set)} rows, {cfg.train.epochs:g} epoch(s), lr {cfg.learning_rate:g}, "
-        f"batch {cfg.train.batch_size}")
-    result = train_model(cfg, model, tokenizer, train_set, validation_set, splits.label_names, work_dir,
-                         quiet=quiet, resume=resuming, label_targets=targets, callbacks=callbacks)
+    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, model_cfg, prompt, targets)
+    validation_set = to_dataset(val_texts, val_labels, tokenizer, model_cfg, prompt, targets)
+    val_encoded = encode(tokenizer, val_texts, model_cfg, prompt)
+    plan = plan_training_budget(cfg, model, tokenizer, train_set, val_encoded, names, work_dir, targets, say) \
+        if cfg.train.budget_minutes else None
+    shown = f"{plan.max_steps} steps (budget)" if plan else f"{cfg.train.epochs:g} epoch(s)"
+    say(f"training: {len(train_set)} rows, {shown}, lr {cfg.learning_rate:g}, batch {cfg.train.batch_size}")
+    result = train_model(cfg, model, tokenizer, train_set, validation_set, names, work_dir,
+                         quiet=quiet, resume=resuming, label_targets=targets, callbacks=callbacks,
+                         select_metric=select_metric, max_steps=plan.max_steps if plan else None,
+                         eval_steps=plan.eval_steps if plan else cfg.train.eval_steps, say=say)
     if not main:
-        return metrics
+        return None
     say(epoch_table(result.epochs))
-    metrics["epochs"] = result.epochs
-    metrics["optimizer_groups"] = result.optimizer_groups
-    metrics["class_weights"] = result.class_weights
-    metrics["timing"] = {
-        "train_seconds": result.seconds,
-        "epoch_seconds": [e.get("seconds") for e in result.epochs],
-        "train_samples_per_second": result.samples_per_second,
-        "peak_memory_mb": result.peak_memory_mb,
-        "precision": result.precision,
-        "processes": process_rank()[1],
-        "resumed": resuming,
-    }
+    say(f"shipping the checkpoint of step {result.selected_step} (marked *: the best {select_metric} on the "
+        f"validation rows)" + (", stopped early" if result.stopped_early and plan is None else ""))
 
     artifact = info["artifact"]
     save_artifacts(model, cfg, work_dir / artifact)
     tokenizer.save_pretrained(str(work_dir / "tokenizer"))
-    write_json(work_dir / "labels.json", splits.label_names)
-    # The final row is measured on the artifact as shipped: reloaded from
+    write_json(work_dir / "labels.json", names)
+    # The fine-tuned rows are measured on the artifact as shipped: reloaded from
     # disk (fp32, adapter merged), exactly what `textlora predict` runs.
     del model
-    shipped = load_run_model(RunDir(path=work_dir, info=info), trust_remote_code=cfg.model.trust_remote_code)
-    metrics["final"] = evaluate(shipped, test_encoded, test_labels, splits.label_names, tokenizer,
-                                cfg.train.eval_batch_size, not quiet)
-    metrics["artifact_bytes"] = folder_size(work_dir / artifact)
-    metrics["timing"]["total_seconds"] = time.perf_counter() - started
-    metrics["versions"] = package_versions()
-    write_json(work_dir / "metrics.json", metrics)
-    (work_dir / "README.md").write_text(model_card(cfg, info, metrics))
+    shipped_model = load_run_model(RunDir(path=work_dir, info=info), trust_remote_code=cfg.model.trust_remote_code)
+    begun = time.perf_counter()
+    val_logits = predict_logits(shipped_model, val_encoded, tokenizer, cfg.train.eval_batch_size, not quiet)
+    test_logits = predict_logits(shipped_model, test_encoded, tokenizer, cfg.train.eval_batch_size, not quiet)
+    scoring_seconds = time.perf_counter() - begun
+    # Temperature scaling on the validation rows: one scalar, so the predicted labels never change.
+    temperature = fit_temperature(val_logits, val_labels)
+    val_probs["finetuned"] = apply_temperature(val_logits, temperature)
+    test_probs["finetuned"] = apply_temperature(test_logits, temperature)
+    final = {**scored_row(test_labels, test_probs["finetuned"], names), "seconds": scoring_seconds}
+    calibration = {
+        "temperature": temperature, "fitted_on": "validation", "validation_rows": int(len(val_labels)),
+        "before": calibration_metrics(test_labels, softmax(test_logits)),
+        "after": calibration_metrics(test_labels, test_probs["finetuned"]),
+        "reliability_before": reliability_bins(test_labels, softmax(test_logits)),
+        "reliability_after": reliability_bins(test_labels, test_probs["finetuned"]),
+    }
+    write_json(work_dir / CALIBRATION_FILE, {"temperature": temperature, "fitted_on": "validation"})
+
+    classical_val = {k: val_probs[k] for k in CLASSICAL_ROWS if k in val_probs}
+    ensemble = choose_ensemble(select_metric, val_labels, val_probs["finetuned"], classical_val, names)
+    ensemble_row = None
+    if ensemble is not None:
+        val_probs["ensemble"] = blend(val_probs["finetuned"], val_probs[ensemble.partner], ensemble.weight)
+        test_probs["ensemble"] = blend(test_probs["finetuned"], test_probs[ensemble.partner], ensemble.weight)
+        ensemble_row = {**scored_row(test_labels, test_probs["ensemble"], names), "partner": ensemble.partner,
+                        "weight": ensemble.weight}
+    candidates = ["finetuned", *(["ensemble"] if ensemble else []), *classical_val]
+    validation_scores = {k: score(select_metric, val_labels, val_probs[k], names) for k in candidates}
+    kind, reason = choose_ship(cfg.ship, select_metric, validation_scores)
+    say(reason)
+    ship = plan_dict(kind, reason, select_metric, ensemble)
+    for needed in {ship.get("partner")} - {None}:
+        classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
+    write_json(work_dir / SHIP_FILE, ship)
+
+    rows = {**baselines, "finetuned": final, **({"ensemble": ensemble_row} if ensemble_row else {})}
+    comparisons = compare_rows(test_labels, test_probs, rows, kind, classical_val, objective, select_metric,
+                               val_labels, names, cfg.seed)
+    record = RunRecord(
+        name=cfg.name, method=cfg.method, objective=objective, base_model=cfg.model.name, seed=cfg.seed,
+        data=data_summary, baselines=baselines, final=final, ensemble=ensemble_row,
+        shipped={**ship, "row": rows[kind]},
+        selection={"metric": select_metric, "step": result.selected_step, "validation_scores": validation_scores,
+                   "stopped_early": result.stopped_early, "budget": asdict(plan) if plan else None},
+        calibration=calibration, comparisons=comparisons, epochs=result.epochs, params=params.as_dict(),
+        timing={
+            "train_seconds": result.seconds,
+            "epoch_seconds": [e.get("seconds") for e in result.epochs],
+            "train_samples_per_second": result.samples_per_second,
+            "steps": result.steps,
+            "peak_memory_mb": result.peak_memory_mb,
+            "precision": result.precision,
+            "processes": process_rank()[1],
+            "resumed": resuming,
+            "total_seconds": time.perf_counter() - started,
+        },
+        artifact_bytes=folder_size(work_dir / artifact), truncation=truncation,
+        optimizer_groups=result.optimizer_groups, class_weights=result.class_weights, versions=package_versions(),
+    )
+    write_json(work_dir / "metrics.json", record.to_dict())
+    (work_dir / "README.md").write_text(model_card(cfg, info, record))
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
-    (work_dir / "epochs.journal.json").unlink(missing_ok=True)
+    for scratch in ("evaluations.journal.json", "selection.json", "budget.json"):
+        (work_dir / scratch).unlink(missing_ok=True)
+    for best in work_dir.glob("best-*.safetensors"):
+        best.unlink()
     info.update(finished=True, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     write_json(work_dir / RUN_MARKER, info)  # last: finished: true marks a complete run
     finish_run(work_dir, final_dir)
-    return metrics
+    return record
+
+
+def scored_row(labels, probs, label_names: list[str]) -> dict[str, Any]:
+    """Every metric of one row, with its calibration (ECE, Brier) beside them."""
+    from textlora.calibration import calibration_metrics
+    from textlora.metrics import classification_metrics
+
+    row = classification_metrics(labels, probs, label_names)
+    quality = calibration_metrics(labels, probs)
+    row.update(ece=quality["ece"], brier=quality["brier"])
+    return row
+
+
+def compare_rows(labels, probs: dict, rows: dict[str, dict[str, Any]], shipped: str, classical_val: dict,
+                 objective: str, metric: str, val_labels, label_names: list[str], seed: int) -> list[dict[str, Any]]:
+    """Intervals on every row (paired bootstrap, the same resampled test rows for all) and the
+    verdicts: fine-tuned against each baseline, and what ships against the best classical row
+    (best on validation: the bar), when those differ."""
+    from textlora.runs import row_name
+    from textlora.ship import max_by, score
+    from textlora.stats import bootstrap_intervals, compare
+
+    intervals = bootstrap_intervals(labels, {k: probs[k] for k in rows}, seed=seed)
+    for key, row in rows.items():
+        row["intervals"] = {m: (list(v) if v is not None else None) for m, v in intervals[key].items()}
+    names = {k: row_name(k, objective) for k in rows}
+    names["finetuned"] = "fine-tuned"
+    pairs = [("finetuned", k) for k in rows if k not in ("finetuned", "ensemble")]
+    if classical_val:
+        bar = max_by(metric, {k: score(metric, val_labels, p, label_names) for k, p in classical_val.items()})
+        if shipped not in ("finetuned", bar):
+            pairs.append((shipped, bar))
+    out = []
+    for a, b in pairs:
+        comparison = compare(labels, probs[a], probs[b], names[a], names[b], seed=seed)
+        out.append({**comparison.as_dict(), "a": a, "b": b, "verdict": comparison.verdict})
+    return out
 
 
 def save_artifacts(model, cfg: Config, out: Path) -> None:
@@ -258,3 +325,27 @@ def save_artifacts(model, cfg: Config, out: Path) -> None:
         model.save_pretrained(str(out), safe_serialization=True)
     if not any(out.glob("*.safetensors")):
         raise TextloraError(f"saving to {out} wrote no safetensors file; this is a bug, please report it")
+
+
+def plan_training_budget(cfg: Config, model, tokenizer, train_set, val_encoded, label_names: list[str],
+                         work_dir: Path, targets, say: Printer):
+    """train.budget_minutes -> a BudgetPlan, measured here (or the one a resumed run already made)."""
+    from textlora.budget import load_plan, plan_budget, save_plan
+    from textlora.evaluate import predict_logits
+    from textlora.labelwords import LabelWordClassifier
+    from textlora.train import probe_step_seconds
+
+    plan = load_plan(work_dir)
+    if plan is None:
+        step_seconds = probe_step_seconds(cfg, model, tokenizer, train_set, label_names, work_dir, targets)
+        # Evaluation time: a timed pass over a sample of the validation rows, scaled to all of them.
+        rows = list(range(0, len(val_encoded["input_ids"]), max(1, len(val_encoded["input_ids"]) // 64)))
+        sample = {k: [v[i] for i in rows] for k, v in val_encoded.items() if k != "text_index"}
+        scorer = model if targets is None else LabelWordClassifier(model, targets)
+        begun = time.perf_counter()
+        predict_logits(scorer, sample, tokenizer, cfg.train.eval_batch_size)
+        evaluation_seconds = (time.perf_counter() - begun) * len(val_encoded["input_ids"]) / max(1, len(rows))
+        plan = plan_budget(cfg.train.budget_minutes, step_seconds, evaluation_seconds)
+        save_plan(plan, work_dir)
+    say(plan.describe())
+    return plan

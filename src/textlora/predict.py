@@ -1,5 +1,9 @@
 """Prediction from a run folder: label, confidence and every class probability.
 
+What is predicted is what the run ships (ship.json): the fine-tuned model, its ensemble with a
+classical row, or a classical row alone, with the fine-tuned logits divided by the temperature
+fitted on the validation rows (calibration.json) unless `calibrated=False`.
+
     from textlora.predict import Predictor
     predictor = Predictor.from_run("runs/demo")
     predictor.predict(["Great film!"])[0].probabilities  # {"negative": 0.02, "positive": 0.98}
@@ -23,8 +27,10 @@ from textlora.config import ModelConfig
 from textlora.data import clean_html
 from textlora.encode import encode
 from textlora.errors import TextloraError
-from textlora.evaluate import predict_probs
-from textlora.runs import RunDir, open_run
+from textlora.evaluate import predict_logits
+from textlora.metrics import softmax
+from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, open_run
+from textlora.ship import blend
 
 
 @dataclass(frozen=True)
@@ -138,12 +144,27 @@ def _as_classifier(run: RunDir, model):
     return LabelWordClassifier(model, run.info["prompt"]["targets"])
 
 
+def shipped_kind(run: RunDir) -> str:
+    """finetuned | ensemble | tfidf | nbsvm: what the run ships (runs without ship.json: finetuned)."""
+    return (run.json_file(SHIP_FILE) or {}).get("kind", "finetuned")
+
+
+def needs_neural_model(run: RunDir) -> bool:
+    return shipped_kind(run) in ("finetuned", "ensemble")
+
+
 class Predictor:
-    """A trained classifier with its tokenizer, label names and text preprocessing."""
+    """What a run ships, with its tokenizer, label names and text preprocessing.
+
+    `model` is the fine-tuned classifier (None when a classical row ships alone); its logits are
+    divided by `temperature`; with a `classical` model the result is
+    weight x fine-tuned + (1 - weight) x classical probabilities (weight 0: the classical row alone).
+    """
 
     def __init__(self, model, tokenizer, label_names: list[str], model_cfg: ModelConfig,
-                 clean: bool = False, batch_size: int = 64, prompt=None):
-        self.model = model.eval()
+                 clean: bool = False, batch_size: int = 64, prompt=None, temperature: float = 1.0,
+                 classical=None, weight: float = 1.0):
+        self.model = model.eval() if model is not None else None
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.model_cfg = model_cfg
@@ -151,32 +172,51 @@ class Predictor:
         self.batch_size = batch_size
         self.prompt = prompt
         """labelwords.Prompt of a label-word model: each text is classified inside it."""
+        self.temperature = temperature
+        self.classical = classical
+        self.weight = weight if classical is not None else 1.0
 
     @classmethod
     def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64,
-                 trust_remote_code: bool = False, precision: str = "fp32") -> "Predictor":
-        """`precision`: fp32 (default: the probabilities the run's metrics came from), bf16, or auto."""
+                 trust_remote_code: bool = False, precision: str = "fp32", calibrated: bool = True) -> "Predictor":
+        """`precision`: fp32 (default: the probabilities the run's metrics came from), bf16, or auto.
+        `calibrated`: divide the fine-tuned logits by the run's temperature (default)."""
         inference_precision(precision)  # a bad value fails before minutes of loading
         run = open_run(path)
-        model = load_run_model(run, base_model, trust_remote_code=trust_remote_code, precision=precision)
-        return cls.for_model(run, model, batch_size)
+        model = None
+        if needs_neural_model(run):
+            model = load_run_model(run, base_model, trust_remote_code=trust_remote_code, precision=precision)
+        return cls.for_model(run, model, batch_size, calibrated)
 
     @classmethod
-    def for_model(cls, run: RunDir, model, batch_size: int = 64) -> "Predictor":
-        """The run's tokenizer, labels and preprocessing around an already loaded model
-        (serve.py shares one base model between the predictors of several adapters)."""
+    def for_model(cls, run: RunDir, model, batch_size: int = 64, calibrated: bool = True) -> "Predictor":
+        """The run's tokenizer, labels, preprocessing and shipped combination around an already loaded
+        model (serve.py shares one base model between the predictors of several adapters)."""
         from textlora.models import load_tokenizer
 
         config = run.config()
         model_cfg = ModelConfig(**{k: v for k, v in config.get("model", {}).items() if k in ModelConfig.__dataclass_fields__})
+        if run.info.get("truncation"):  # truncation: auto, as the run resolved it
+            model_cfg = model_cfg.with_truncation(run.info["truncation"])
         tokenizer = load_tokenizer(str(run.path / "tokenizer"))
         prompt = None
         if run.info.get("prompt"):
             from textlora.labelwords import Prompt
 
             prompt = Prompt(template=run.info["prompt"]["template"], words=run.info["prompt"]["words"])
+        ship = run.json_file(SHIP_FILE) or {"kind": "finetuned"}
+        temperature = float((run.json_file(CALIBRATION_FILE) or {}).get("temperature", 1.0)) if calibrated else 1.0
+        classical, weight = None, 1.0
+        if ship["kind"] != "finetuned":
+            from textlora.classical import load_classical
+
+            classical = load_classical(run.path / CLASSICAL_DIR / ship["partner"])
+            weight = float(ship["weight"]) if ship["kind"] == "ensemble" else 0.0
+        if weight == 0.0:
+            model = None  # a classical row ships alone: the transformer is not needed
         return cls(model, tokenizer, run.label_names, model_cfg,
-                   clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size, prompt=prompt)
+                   clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size, prompt=prompt,
+                   temperature=temperature, classical=classical, weight=weight)
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         texts = [str(t) for t in texts]
@@ -185,8 +225,16 @@ class Predictor:
     def predict_probs(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.label_names)))
-        encoded = encode(self.tokenizer, self.prepare(texts), self.model_cfg, self.prompt)
-        return predict_probs(self.model, encoded, self.tokenizer, self.batch_size, progress)
+        prepared = self.prepare(texts)
+        probs = None
+        if self.model is not None:
+            encoded = encode(self.tokenizer, prepared, self.model_cfg, self.prompt)
+            probs = softmax(predict_logits(self.model, encoded, self.tokenizer, self.batch_size, progress)
+                            / self.temperature)
+        if self.classical is not None:
+            classical = self.classical.predict_proba(prepared)
+            probs = classical if probs is None else blend(probs, classical, self.weight)
+        return probs
 
     def predict(self, texts: Sequence[str], progress: bool = False) -> list[Prediction]:
         probs = self.predict_probs(texts, progress)

@@ -3,7 +3,11 @@
     runs/<name>/
       run.json        marker: format, finished, method, base model, labels
       config.yaml     the resolved recipe
-      metrics.json    baselines, per-epoch rows, final row, params, timings
+      metrics.json    the run record (RunRecord below): baselines, per-epoch rows, final row,
+                      intervals, verdicts, calibration, what ships, params, timings
+      calibration.json  the temperature that divides the fine-tuned logits
+      classical/<kind>/ classical models (JSON + safetensors) when they ship or join an ensemble
+      ship.json       what predict / serve / ui / export load: finetuned, ensemble or a classical row
       adapter/        peft save_pretrained (safetensors, head included)  [adapter methods]
       model/          transformers save_pretrained (safetensors)         [full, head]
       tokenizer/      the tokenizer
@@ -20,17 +24,122 @@ finished: true.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from textlora.errors import TextloraError
 
 RUN_MARKER = "run.json"
-FORMAT = 1
+FORMAT = 2
+SHIP_FILE = "ship.json"
+CALIBRATION_FILE = "calibration.json"
+CLASSICAL_DIR = "classical"
+
+# Display names of every row a run can hold: the one home for them.
+ROW_NAMES = {
+    "tfidf": "TF-IDF + LR",
+    "nbsvm": "NBSVM",
+    "pre_adaptation": "Pre-adaptation",
+    "zero_shot": "Zero-shot (prompt)",
+    "finetuned": "Fine-tuned",
+    "ensemble": "Ensemble",
+}
+CLASSICAL_ROWS = ("tfidf", "nbsvm")
+
+
+def row_name(key: str, objective: str | None = None) -> str:
+    """The display name of a row key (the pre-adaptation row of a label-word model is its zero-shot row)."""
+    if key == "pre_adaptation" and objective == "seq2seq":
+        key = "zero_shot"
+    return ROW_NAMES.get(key, key)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """metrics.json, typed: written once by the pipeline, read by every reader (compare, report,
+    sweep, ui, serve, predict). Rows are the metrics dicts of metrics.classification_metrics,
+    grown with `intervals` (95 % paired bootstrap), `ece` and `brier`; all on the test rows."""
+
+    name: str
+    method: str
+    objective: str
+    base_model: str
+    seed: int
+    data: dict[str, Any]
+    """Rows and class counts per split, token lengths, fingerprint, audit findings."""
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """tfidf, nbsvm, pre_adaptation: test rows."""
+    final: dict[str, Any] = field(default_factory=dict)
+    """The fine-tuned model (selected checkpoint, calibrated probabilities) on the test rows."""
+    ensemble: dict[str, Any] | None = None
+    """Fine-tuned and best classical probabilities averaged (its `weight` chosen on validation)."""
+    shipped: dict[str, Any] = field(default_factory=dict)
+    """{"kind": finetuned | ensemble | tfidf | nbsvm, "reason": ..., "row": test row}."""
+    selection: dict[str, Any] = field(default_factory=dict)
+    """How things were chosen on the validation rows: metric, best epoch / step, candidate scores."""
+    calibration: dict[str, Any] | None = None
+    """temperature, and ECE / Brier / log loss of the fine-tuned model before and after it."""
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    """stats.Comparison.as_dict() of fine-tuned and shipped against each baseline, with `verdict`."""
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    artifact_bytes: int | None = None
+    truncation: str | None = None
+    """The truncation strategy the run used (model.truncation: auto resolved)."""
+    optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
+    class_weights: list[float] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.data.get("label_names") or [])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+    def rows(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(key, display name, test row) of every row: classical and pre-adaptation, fine-tuned, ensemble."""
+        out = [(key, row_name(key, self.objective), row) for key, row in self.baselines.items()]
+        if self.final:
+            out.append(("finetuned", f"{ROW_NAMES['finetuned']} ({self.method})", self.final))
+        if self.ensemble:
+            out.append(("ensemble", ROW_NAMES["ensemble"], self.ensemble))
+        return out
+
+    @property
+    def shipped_kind(self) -> str:
+        return self.shipped.get("kind", "finetuned")
+
+    @property
+    def shipped_row(self) -> dict[str, Any]:
+        return self.shipped.get("row") or self.final
+
+    def verdicts(self) -> list[str]:
+        return [c["verdict"] for c in self.comparisons if c.get("verdict")]
+
+    def validation_score(self, metric: str) -> float | None:
+        """The metric on the validation rows at the selected checkpoint (what sweeps choose by)."""
+        chosen = [e for e in self.epochs if e.get("selected")] or self.epochs[-1:]
+        return chosen[0].get(metric) if chosen else None
+
+    def headline_f1(self, row: dict[str, Any]) -> float | None:
+        """Positive-class F1 for two classes, macro F1 for more (metrics.py computes both)."""
+        return row.get("f1") if self.n_classes == 2 else row.get("f1_macro", row.get("f1"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +158,19 @@ class RunDir:
     def metrics(self) -> dict[str, Any]:
         path = self.path / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else {}
+
+    def record(self) -> RunRecord:
+        """metrics.json as the typed run record."""
+        path = self.path / "metrics.json"
+        try:
+            return RunRecord.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            raise TextloraError(f"{path} is missing or corrupt; re-train this run") from None
+
+    def json_file(self, name: str) -> dict[str, Any] | None:
+        """A small JSON file of the run folder (ship.json, calibration.json), or None."""
+        path = self.path / name
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def config(self) -> dict[str, Any]:
         import yaml

@@ -29,15 +29,23 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool
 
 
 EPOCH_COLUMNS = [
-    ("Epoch", "epoch"), ("Training Loss", "train_loss"), ("Validation Loss", "loss"), ("Accuracy", "accuracy"),
+    ("Epoch", "epoch"), ("Step", "step"), ("Training Loss", "train_loss"), ("Validation Loss", "loss"), ("Accuracy", "accuracy"),
     ("Precision", "precision"), ("Recall", "recall"), ("F1", "f1"), ("F1 macro", "f1_macro"), ("ROC AUC", "roc_auc"),
     ("Seconds", "seconds"),
 ]
 
 
+def epoch_cells(epoch: dict[str, Any]) -> list[Any]:
+    """One row of the per-epoch table; the checkpoint that ships is marked with *."""
+    cells = [epoch.get(k) for _, k in EPOCH_COLUMNS]
+    if epoch.get("selected"):
+        cells[0] = f"{fmt(cells[0])}*"
+    return cells
+
+
 def epoch_table(epochs: list[dict[str, Any]], markdown: bool = False) -> str:
-    """Seed 000's per-epoch table."""
-    return render([h for h, _ in EPOCH_COLUMNS], [[e.get(k) for _, k in EPOCH_COLUMNS] for e in epochs], markdown)
+    """Seed 000's per-epoch table (one row per evaluation; * marks the checkpoint that ships)."""
+    return render([h for h, _ in EPOCH_COLUMNS], [epoch_cells(e) for e in epochs], markdown)
 
 
 COMPARISON_METRICS = [
@@ -51,3 +59,17 @@ def comparison_table(named_rows: list[tuple[str, dict[str, Any]]], markdown: boo
     headers = ["Metric"] + [name for name, _ in named_rows]
     rows = [[label] + [metrics.get(key) for _, metrics in named_rows] for key, label in COMPARISON_METRICS]
     return render(headers, rows, markdown)
+
+
+def fixed(value: float | None, digits: int, scale: float = 1) -> str | None:
+    """A number with fixed decimals and thousands separators (fmt shows 4 decimals for every float)."""
+    return None if value is None else f"{value * scale:,.{digits}f}"
+
+
+def interval_text(row: dict[str, Any], metric: str, digits: int = 3) -> str | None:
+    """`0.861 [0.839, 0.882]`: a test metric with its 95 % interval, or the value alone where none was computed."""
+    value = row.get(metric)
+    if value is None:
+        return None
+    interval = (row.get("intervals") or {}).get(metric)
+    return f"{value:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else f"{value:.{digits}f}"

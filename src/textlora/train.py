@@ -7,6 +7,7 @@ per-epoch table assembled from the Trainer's log history.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import resource
@@ -28,15 +29,20 @@ from textlora.metrics import classification_metrics, softmax
 @dataclass
 class TrainResult:
     epochs: list[dict[str, Any]]
-    """One row per epoch: train_loss, validation metrics, seconds."""
+    """One row per evaluation on the validation rows (per epoch, or every eval_steps): step, epoch,
+    train_loss, validation metrics, seconds; the row of the checkpoint that ships has selected: true."""
     seconds: float
     train_samples: int
     samples_per_second: float
     peak_memory_mb: float
     precision: str = "fp32"
     optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
-    class_weights: list[float] | None = None
     """Learning rate and parameter count of each optimizer group (shows LoRA+ ratios)."""
+    class_weights: list[float] | None = None
+    selected_step: int | None = None
+    """The optimizer step whose weights the model holds after training (the validation-best)."""
+    stopped_early: bool = False
+    steps: int = 0
 
 
 def peak_memory_mb() -> float:
@@ -46,33 +52,117 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _epoch_recorder(journal: Path):
-    """A TrainerCallback that times each epoch and keeps each evaluation's confusion
-    matrix and per-class report, journaled to a file so a resumed run still has
-    the rows of the epochs before the interruption. Built lazily so importing
+def _evaluation_recorder(journal: Path):
+    """A TrainerCallback that times the training between evaluations and keeps each evaluation's
+    confusion matrix and per-class report, journaled to a file so a resumed run still has the rows
+    of the evaluations before the interruption. Keyed by optimizer step. Built lazily so importing
     textlora does not import transformers."""
     from transformers import TrainerCallback
 
-    class EpochRecorder(TrainerCallback):
+    class EvaluationRecorder(TrainerCallback):
         def __init__(self):
-            self.started: float | None = None
+            self.mark: float | None = None
             self.pending: dict[str, Any] = {}
-            self.by_epoch: dict[str, dict[str, Any]] = json.loads(journal.read_text()) if journal.is_file() else {}
+            self.by_step: dict[str, dict[str, Any]] = json.loads(journal.read_text()) if journal.is_file() else {}
 
-        def on_epoch_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if self.started is not None:
-                self.pending["seconds"] = time.perf_counter() - self.started
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.mark = time.perf_counter()
 
         def on_evaluate(self, args, state, control, **kwargs):
-            self.by_epoch[str(epoch_label(state.epoch))] = dict(self.pending)
+            # Training seconds since the previous evaluation ended: evaluations are not training time.
+            self.pending["seconds"] = time.perf_counter() - self.mark if self.mark is not None else None
+            self.by_step[str(state.global_step)] = dict(self.pending)
             self.pending = {}
             if state.is_world_process_zero:
-                journal.write_text(json.dumps(self.by_epoch))
+                journal.write_text(json.dumps(self.by_step))
+            self.mark = time.perf_counter()
 
-    return EpochRecorder()
+    return EvaluationRecorder()
+
+
+def is_better(value: float | None, best: float | None, metric: str) -> bool:
+    """Strictly better (lower for loss): ties keep the earlier checkpoint."""
+    if value is None:
+        return False
+    if best is None:
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+def _best_checkpoint(folder: Path, metric: str, patience: int | None):
+    """A TrainerCallback that keeps the trainable weights of the best evaluation on the validation
+    rows (by `metric`) and optionally stops after `patience` evaluations without improvement.
+
+    Written here rather than with the Trainer's load_best_model_at_end: that needs checkpoints
+    saved exactly at every evaluation, which train.save_steps and budgets do not give, and
+    EarlyStoppingCallback requires it. Only trainable tensors are kept (adapter and head: a few MiB),
+    as safetensors named by step; the journal lists every evaluation by step, so a run resumed
+    from an earlier checkpoint drops the evaluations it will redo and ends with the same choice.
+    """
+    from safetensors.torch import save_file
+    from transformers import TrainerCallback
+
+    journal = folder / "selection.json"
+
+    class BestCheckpoint(TrainerCallback):
+        def __init__(self):
+            self.scores: dict[int, float | None] = (
+                {int(k): v for k, v in json.loads(journal.read_text()).items()} if journal.is_file() else {})
+
+        @property
+        def best_step(self) -> int | None:
+            best = None
+            for step in sorted(self.scores):
+                if is_better(self.scores[step], None if best is None else self.scores[best], metric):
+                    best = step
+            return best
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            step = state.global_step
+            self.scores = {s: v for s, v in self.scores.items() if s < step}  # drop evaluations a resume redoes
+            self.scores[step] = (metrics or {}).get(f"eval_{metric}")
+            if self.best_step == step and state.is_world_process_zero and model is not None:
+                tensors = {n: p.detach().float().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+                save_file(tensors, str(folder / f"best-{step}.safetensors"))
+                for old in folder.glob("best-*.safetensors"):
+                    if old.name != f"best-{step}.safetensors":
+                        old.unlink()
+            if state.is_world_process_zero:
+                journal.write_text(json.dumps({str(k): v for k, v in self.scores.items()}))
+            if patience is not None and self.best_step is not None:
+                since = sum(1 for s in self.scores if s > self.best_step)
+                if since >= patience:
+                    control.should_training_stop = True
+
+        def restore_best(self, model) -> int | None:
+            """Load the best evaluation's trainable weights into `model`; returns its step."""
+            from safetensors.torch import load_file
+
+            step = self.best_step
+            path = folder / f"best-{step}.safetensors"
+            if step is None or not path.is_file():
+                return None
+            tensors = load_file(str(path))
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in tensors.items():
+                    params[name].copy_(value.to(params[name].dtype))
+            return step
+
+    return BestCheckpoint()
+
+
+def _budget_progress(budget_seconds: float, started_at: float, say):
+    """Prints, at each evaluation, how much of the training budget is used and left."""
+    from transformers import TrainerCallback
+
+    class BudgetProgress(TrainerCallback):
+        def on_evaluate(self, args, state, control, **kwargs):
+            used = time.perf_counter() - started_at
+            say(f"budget: step {state.global_step}/{state.max_steps}, {used / 60:.1f} of "
+                f"{budget_seconds / 60:.1f} min used, {max(0.0, budget_seconds - used) / 60:.1f} min left")
+
+    return BudgetProgress()
 
 
 def _optimizer_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -166,17 +256,20 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def epoch_train_losses(log_history: list[dict[str, Any]]) -> dict[int, float]:
-    """Mean training loss of each epoch, from the per-step entries of the log history.
+def losses_between_evaluations(log_history: list[dict[str, Any]]) -> dict[int, float]:
+    """Mean training loss of the steps since the previous evaluation, keyed by the evaluation's step.
 
-    A step logged at fractional epoch e belongs to epoch ceil(e): the last
-    step of epoch 1 is logged at exactly 1.0.
+    Per-step entries carry `loss` and `step`; evaluations carry `eval_loss`. With one evaluation
+    per epoch this is each epoch's mean training loss.
     """
-    by_epoch: dict[int, list[float]] = {}
+    eval_steps = sorted({entry["step"] for entry in log_history if "eval_loss" in entry and "step" in entry})
+    by_eval: dict[int, list[float]] = {}
     for entry in log_history:
-        if "loss" in entry and "epoch" in entry and "eval_loss" not in entry:
-            by_epoch.setdefault(math.ceil(round(entry["epoch"], 6)), []).append(entry["loss"])
-    return {epoch: float(np.mean(losses)) for epoch, losses in by_epoch.items()}
+        if "loss" in entry and "step" in entry and "eval_loss" not in entry:
+            owner = next((s for s in eval_steps if s >= entry["step"]), None)
+            if owner is not None:
+                by_eval.setdefault(owner, []).append(entry["loss"])
+    return {step: float(np.mean(losses)) for step, losses in by_eval.items()}
 
 
 def _length_grouped_sampler(seed: int):
@@ -300,17 +393,20 @@ def class_weight_vector(cfg: Config, train_labels: np.ndarray, n_classes: int) -
 
 def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
                 work_dir: Path, quiet: bool = False, resume: bool = False,
-                label_targets: list[list[int]] | None = None, callbacks: tuple = ()) -> TrainResult:
-    """Train `model` in place, checkpointing into work_dir/checkpoints.
+                label_targets: list[list[int]] | None = None, callbacks: tuple = (),
+                select_metric: str = "accuracy", max_steps: int | None = None, eval_steps: int | None = None,
+                say=print) -> TrainResult:
+    """Train `model` in place, checkpointing into work_dir/checkpoints; afterwards the model holds
+    the weights of its best evaluation on the validation rows by `select_metric` (never the test rows).
 
     With `resume`, training continues from the last checkpoint there: the
     Trainer restores weights, optimizer, scheduler and RNG states and skips
     the batches already seen, so the result equals an uninterrupted run.
 
-    With `label_targets` (objective label_words), `model` is a seq2seq LM
-    trained on the LM loss of each row's target ids (its `labels`), and each
-    evaluation scores every class's targets (labelwords.py). `callbacks`:
-    extra TrainerCallbacks (benchmarks use one to trace accuracy over time).
+    `max_steps` replaces cfg.train.epochs (a budget); `eval_steps` evaluates every N steps
+    instead of every epoch. With `label_targets` (objective label_words), `model` is a seq2seq LM
+    trained on the LM loss of each row's target ids (its `labels`), and each evaluation scores every
+    class's targets (labelwords.py). `callbacks`: extra TrainerCallbacks.
     """
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, TrainingArguments
 
@@ -321,7 +417,9 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         # Only where the frozen base is not saved: a `head` run ships its body.
         hold_frozen_weights_in_bf16(model)
     checkpoints = Path(work_dir) / "checkpoints"
-    recorder = _epoch_recorder(Path(work_dir) / "epochs.journal.json")
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    recorder = _evaluation_recorder(Path(work_dir) / "evaluations.journal.json")
+    best = _best_checkpoint(Path(work_dir), select_metric, cfg.train.early_stopping_patience)
 
     # truncation: chunks: validation rows are windows; metrics are per text (mean window logits).
     windows_of = np.asarray(validation_set["text_index"]) if "text_index" in validation_set.column_names else None
@@ -335,11 +433,17 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         result = classification_metrics(labels, softmax(logits), label_names)
         # The Trainer logs scalars only; the matrix and report are kept aside.
         recorder.pending.update(confusion_matrix=result["confusion_matrix"], per_class=result["per_class"])
-        return {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("n", "loss")}
+        # loss is recomputed here from the pooled probabilities (the Trainer's own eval_loss is per window).
+        scalars = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("n", "loss")}
+        if windows_of is not None:
+            scalars["text_loss"] = result["loss"]
+        return scalars
 
+    by_steps = eval_steps is not None
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=cfg.train.epochs,
+        max_steps=max_steps if max_steps is not None else -1,
         learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.train.batch_size,
         per_device_eval_batch_size=cfg.train.eval_batch_size,
@@ -347,15 +451,16 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         weight_decay=cfg.train.weight_decay,
         warmup_steps=cfg.train.warmup_ratio,  # a float below 1 is a ratio of all steps
         lr_scheduler_type="linear",
-        eval_strategy="epoch",
+        eval_strategy="steps" if by_steps else "epoch",
+        eval_steps=eval_steps,
         # Every step's loss goes into the log history, which checkpoints keep:
         # a resumed run then still averages each epoch's training loss over
         # all of its steps, not only those after the interruption.
         logging_strategy="steps",
         logging_steps=1,
-        # Checkpoints for --resume: every epoch, and every save_steps steps if set.
-        save_strategy="steps" if cfg.train.save_steps else "epoch",
-        save_steps=cfg.train.save_steps or 500,
+        # Checkpoints for --resume: at every evaluation, and every save_steps steps if set.
+        save_strategy="steps" if (cfg.train.save_steps or by_steps) else "epoch",
+        save_steps=cfg.train.save_steps or eval_steps or 500,
         save_total_limit=1,
         save_only_model=False,
         # TensorBoard is attached below, writing into the run folder.
@@ -402,6 +507,11 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
             return class_weighted_lm_loss(logits, labels, weights, label_targets, num_items_in_batch)
 
+    extra = [recorder, best, *_tracking_callbacks(cfg, Path(work_dir))]
+    if max_steps is not None and cfg.train.budget_minutes and not quiet:
+        extra.append(_budget_progress(cfg.train.budget_minutes * 60, time.perf_counter(), say))
+    if cfg.train.save_steps and not by_steps:
+        extra.append(_epoch_end_checkpoints())
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -412,8 +522,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         compute_metrics=compute_metrics,
         compute_loss_func=compute_loss,
         optimizers=optimizers,
-        callbacks=[recorder, *_tracking_callbacks(cfg, Path(work_dir)),
-                   *([_epoch_end_checkpoints()] if cfg.train.save_steps else []), *callbacks],
+        callbacks=[*extra, *callbacks],
     )
     _silence_log_printing(trainer, quiet)
     start = time.perf_counter()
@@ -422,21 +531,31 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
     groups = _optimizer_groups(trainer.optimizer) if trainer.optimizer is not None else []
+    # A run whose last step did not fall on an evaluation (early stop, fractional epoch) is
+    # evaluated once more, so the weights it ends with were compared too.
+    evaluated = {e.get("step") for e in trainer.state.log_history if "eval_loss" in e}
+    if trainer.state.global_step not in evaluated:
+        trainer.evaluate()
+    selected = best.restore_best(trainer.model if hasattr(trainer.model, "named_parameters") else model)
 
-    train_losses = epoch_train_losses(trainer.state.log_history)
+    train_losses = losses_between_evaluations(trainer.state.log_history)
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
     rows = []
     for entry in evals:
+        step = entry.get("step")
         epoch = epoch_label(entry["epoch"])
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses.get(math.ceil(epoch))}
+        row: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": train_losses.get(step)}
         row.update({k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k})
+        if "text_loss" in row:
+            row["loss"] = row.pop("text_loss")
         row.setdefault("seconds", None)
-        row.update(recorder.by_epoch.get(str(epoch), {}))
+        row.update(recorder.by_step.get(str(step), {}))
+        row["selected"] = step == selected
         rows.append(row)
     samples = len(train_set)
-    if first_step:  # resumed: only the steps run by this process count
-        steps = trainer.state.global_step - first_step
-        trained = steps * cfg.train.batch_size * cfg.train.gradient_accumulation_steps * args.world_size
+    if first_step or max_steps is not None:  # resumed or budgeted: count the steps this process ran
+        steps_run = trainer.state.global_step - first_step
+        trained = steps_run * cfg.train.batch_size * cfg.train.gradient_accumulation_steps * args.world_size
     else:
         trained = samples * cfg.train.epochs
     return TrainResult(
@@ -449,4 +568,49 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         precision=precision,
         optimizer_groups=groups,
         class_weights=None if weights is None else [float(w) for w in weights],
+        selected_step=selected,
+        stopped_early=trainer.state.global_step < trainer.state.max_steps,
+        steps=trainer.state.global_step,
     )
+
+
+def probe_step_seconds(cfg: Config, model, tokenizer, train_set, label_names: list[str], work_dir: Path,
+                       label_targets: list[list[int]] | None = None, steps: int = 6) -> float:
+    """Seconds per optimizer step of this model, data and settings, timed on a few real steps.
+
+    The steps run through the same Trainer set-up on a seeded sample of the training rows; the
+    first step (allocation, warm-up) is not counted. The model's trainable weights are restored
+    afterwards, so the run that follows starts exactly as it would have.
+    """
+    from transformers import TrainerCallback
+
+    snapshot = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    rows = np.random.default_rng(cfg.seed).choice(len(train_set), min(len(train_set), steps * cfg.train.batch_size),
+                                                  replace=False)
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.began, self.times = 0.0, []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.began)
+
+    timer = StepTimer()
+    probe_dir = Path(work_dir) / "budget-probe"
+    try:
+        probe_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, early_stopping_patience=None))
+        subset = train_set.select(sorted(int(i) for i in rows))
+        train_model(probe_cfg, model, tokenizer, subset, subset.select(range(min(2, len(subset)))),
+                    label_names, probe_dir, quiet=True,
+                    label_targets=label_targets, callbacks=(timer,), select_metric="loss", max_steps=steps)
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, value in snapshot.items():
+                params[name].copy_(value)
+    counted = timer.times[1:] or timer.times
+    return float(np.median(counted)) if counted else float("nan")
