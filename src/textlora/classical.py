@@ -26,8 +26,7 @@ from sklearn.model_selection import StratifiedKFold
 from textlora.errors import TextloraError
 from textlora.metrics import softmax
 
-CLASSICAL_KINDS = ("tfidf", "nbsvm")
-CLASSICAL_NAMES = {"tfidf": "TF-IDF + LR", "nbsvm": "NBSVM"}
+from textlora.runs import CLASSICAL_ROWS as CLASSICAL_KINDS  # noqa: E402  (display names: runs.ROW_NAMES)
 
 FORMAT_VERSION = 1
 SETTINGS_FILE, VOCABULARY_FILE, ARRAYS_FILE = "classical.json", "vocabulary.json", "arrays.safetensors"

@@ -129,7 +129,7 @@ def _paired(
     for rows in indices:
         a = metric_value(metric, labels[rows], probs_a[rows])
         b = metric_value(metric, labels[rows], probs_b[rows])
-        if a is not None:
+        if a is not None and b is not None:
             diffs.append(a - b)
     interval = _percentile_interval(diffs, confidence)
     if interval is None:
@@ -224,12 +224,13 @@ class Comparison:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
-        """Inverse of as_dict; unknown keys are an error so a schema drift is loud."""
+        """Inverse of as_dict. Keys stored beside the fields (the pipeline adds
+        `verdict`, `a`, `b`) are ignored; a missing field is an error."""
         names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown Comparison keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        missing = {f.name for f in fields(cls) if f.name != "alpha"} - set(data)
+        if missing:
+            raise ValueError(f"Comparison record lacks {sorted(missing)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
 
 
 def compare(
