@@ -7,23 +7,14 @@ from typing import Any
 from textlora import __version__
 from textlora.config import Config
 from textlora.runs import RunRecord, row_name
-from textlora.tables import comparison_table, epoch_table
-
-
-def interval_text(row: dict[str, Any], metric: str) -> str:
-    """`0.8610 [0.8390, 0.8820]`, or the value alone where no interval was computed."""
-    value = row.get(metric)
-    if value is None:
-        return "-"
-    interval = (row.get("intervals") or {}).get(metric)
-    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else f"{value:.4f}"
+from textlora.tables import comparison_table, epoch_table, interval_text
 
 
 def intervals_table(record: RunRecord, markdown: bool = True) -> str:
     """Every row's accuracy, macro F1 and ROC-AUC with its 95 % bootstrap interval, and its ECE."""
     from textlora.tables import render
 
-    body = [[name, interval_text(row, "accuracy"), interval_text(row, "f1_macro"), interval_text(row, "roc_auc"),
+    body = [[name, *(interval_text(row, metric, digits=4) or "-" for metric in ("accuracy", "f1_macro", "roc_auc")),
              row.get("ece")] for _, name, row in record.rows()]
     return render(["row", "accuracy [95 % CI]", "macro F1 [95 % CI]", "ROC-AUC [95 % CI]", "ECE"], body, markdown)
 

@@ -1,13 +1,16 @@
-"""Finished runs side by side: quality, cost and size, with their baselines as rows.
+"""Finished runs side by side: quality, cost and size, with their baselines and ensembles as rows.
 
     from textlora.compare import compare_runs
     headers, rows = compare_runs(["runs/lora", "runs/full"])
 
-Every cell comes from a run's metrics.json (nothing is re-evaluated); a cell
-a row does not have (a baseline's trainable parameters) shows as "-". The
-TF-IDF and pre-adaptation baselines of runs trained on the same rows (same
-data fingerprint) with the same numbers are one row; otherwise each is
-labelled with the runs it belongs to.
+Every cell comes from a run's record (metrics.json, read as runs.RunRecord;
+nothing is re-evaluated); a cell a row does not have (a baseline's trainable
+parameters) shows as "-". Test accuracy carries its 95 % paired-bootstrap
+interval. The classical (TF-IDF, NBSVM) and pre-adaptation baselines of runs
+trained on the same rows (same data fingerprint) with the same numbers are
+one row; otherwise each is labelled with the runs it belongs to. A run's
+ensemble (fine-tuned averaged with a classical row) follows the run, and
+under the table each run's paired verdicts say whether it beat its baselines.
 """
 
 from __future__ import annotations
@@ -19,60 +22,44 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from textlora.errors import TextloraError
+from textlora.runs import ROW_NAMES, RunRecord, row_name
+from textlora.tables import fixed, interval_text
 
 FORMATS = ("text", "markdown", "json")
 
 
 @dataclass(frozen=True)
 class ComparedRun:
-    """What the table needs of one run: its label, method and metrics.json."""
+    """What the table needs of one run: its label, method and record."""
 
     label: str
     method: str | None
-    metrics: dict[str, Any]
+    record: RunRecord
 
 
-def _fixed(digits: int, scale: float = 1) -> Callable[[Any], Any]:
-    return lambda v: None if v is None else f"{v * scale:,.{digits}f}"
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-# (key in a record, header, how the text/markdown table shows it). Test-row
-# metrics stay floats so tables.fmt shows them as every other table does.
-COLUMNS: list[tuple[str, str, Callable[[Any], Any]]] = [
-    ("run", "run", _same),
-    ("method", "method", _same),
-    ("base_model", "base model", _same),
-    ("trainable", "trainable", _same),
-    ("trainable_ratio", "trainable %", _fixed(3, 100)),
-    ("accuracy", "test accuracy", _same),
-    ("f1", "test F1", _same),
-    ("roc_auc", "test ROC AUC", _same),
-    ("epoch_seconds", "s/epoch", _fixed(1)),
-    ("samples_per_second", "samples/s", _fixed(1)),
-    ("peak_memory_mb", "peak MiB", _fixed(0)),
-    ("artifact_mb", "artifact MiB", _fixed(2)),
+# (header, the cell of a record as the text/markdown table shows it). Test-row
+# metrics without an interval stay floats so tables.fmt shows them as every other table does.
+COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("run", lambda r: r["run"]),
+    ("method", lambda r: r["method"]),
+    ("base model", lambda r: r["base_model"]),
+    ("trainable", lambda r: r["trainable"]),
+    ("trainable %", lambda r: fixed(r["trainable_ratio"], 3, 100)),
+    ("test rows", lambda r: r["n"]),
+    ("test accuracy [95 % CI]", lambda r: interval_text(r, "accuracy")),
+    ("test F1", lambda r: r["f1"]),
+    ("test ROC AUC", lambda r: r["roc_auc"]),
+    ("s/epoch", lambda r: fixed(r["epoch_seconds"], 1)),
+    ("samples/s", lambda r: fixed(r["samples_per_second"], 1)),
+    ("peak MiB", lambda r: fixed(r["peak_memory_mb"], 0)),
+    ("artifact MiB", lambda r: fixed(r["artifact_mb"], 2)),
 ]
 
-BASELINE_NAMES = {"tfidf": "TF-IDF + LR", "pre_adaptation": "Pre-adaptation"}
 QUALITY = ("loss", "accuracy", "f1", "f1_macro", "roc_auc")
 """The numbers two baseline rows must share to be shown as one."""
-
-
-def f1_of(row: dict[str, Any], n_classes: int | None) -> float | None:
-    """Positive-class F1 for two classes, macro F1 for more (metrics.py computes both)."""
-    if n_classes is None:
-        matrix = row.get("confusion_matrix")
-        n_classes = len(matrix) if matrix else None
-    return row.get("f1") if n_classes == 2 else row.get("f1_macro", row.get("f1"))
-
-
-def _n_classes(metrics: dict[str, Any]) -> int | None:
-    names = (metrics.get("data") or {}).get("label_names")
-    return len(names) if names else None
+NO_COST = {"trainable": None, "total": None, "trainable_ratio": None, "epoch_seconds": None,
+           "samples_per_second": None, "peak_memory_mb": None, "artifact_mb": None}
+"""The cost cells of a row that trains nothing of its own (a baseline, an ensemble's averaging)."""
 
 
 def _mean(values: Sequence[Any]) -> float | None:
@@ -80,28 +67,46 @@ def _mean(values: Sequence[Any]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
+def _quality(record: RunRecord, row: dict[str, Any]) -> dict[str, Any]:
+    """A test row's cells: raw numbers and intervals (JSON keeps them; the table formats them)."""
+    return {"n": row.get("n"), "accuracy": row.get("accuracy"), "f1": record.headline_f1(row),
+            "roc_auc": row.get("roc_auc"), "intervals": row.get("intervals")}
+
+
 def run_record(run: ComparedRun) -> dict[str, Any]:
-    metrics = run.metrics
-    final = metrics.get("final") or {}
-    params = metrics.get("params") or {}
-    timing = metrics.get("timing") or {}
-    artifact = metrics.get("artifact_bytes")
+    record = run.record
+    params, timing, artifact = record.params, record.timing, record.artifact_bytes
     return {
         "kind": "run",
         "run": run.label,
-        "method": run.method or metrics.get("method"),
-        "base_model": metrics.get("base_model"),
+        "method": run.method or record.method,
+        "base_model": record.base_model,
         "trainable": params.get("trainable"),
         "total": params.get("total"),
         "trainable_ratio": params.get("trainable_ratio"),
-        "accuracy": final.get("accuracy"),
-        "f1": f1_of(final, _n_classes(metrics)),
-        "roc_auc": final.get("roc_auc"),
+        **_quality(record, record.final),
         "epoch_seconds": _mean(timing.get("epoch_seconds") or []),
         "samples_per_second": timing.get("train_samples_per_second"),
         "peak_memory_mb": timing.get("peak_memory_mb"),
         "artifact_mb": artifact / 2**20 if artifact is not None else None,
-        "fingerprint": (metrics.get("data") or {}).get("fingerprint"),
+        "fingerprint": record.data.get("fingerprint"),
+        "shipped": record.shipped_kind,
+        "verdicts": record.verdicts(),
+    }
+
+
+def ensemble_record(run: ComparedRun) -> dict[str, Any] | None:
+    """The run's fine-tuned model averaged with its best classical row, or None where it has none."""
+    record, row = run.record, run.record.ensemble
+    if not row:
+        return None
+    partner = row.get("partner")
+    return {
+        "kind": "ensemble", "run": f"{ROW_NAMES['ensemble']} ({run.label})",
+        "method": f"{run.method or record.method} + {row_name(partner)}" if partner else ROW_NAMES["ensemble"],
+        "base_model": record.base_model, **NO_COST, **_quality(record, row),
+        "partner": partner, "weight": row.get("weight"), "fingerprint": record.data.get("fingerprint"),
+        "runs": [run.label],
     }
 
 
@@ -109,42 +114,56 @@ def baseline_records(runs: Sequence[ComparedRun]) -> list[dict[str, Any]]:
     """One row per distinct baseline: shared by runs on the same rows with equal numbers, else per run."""
     groups: dict[tuple, dict[str, Any]] = {}
     for run in runs:
-        metrics = run.metrics
-        fingerprint = (metrics.get("data") or {}).get("fingerprint")
-        for key, row in (metrics.get("baselines") or {}).items():
+        record = run.record
+        fingerprint = record.data.get("fingerprint")
+        for key, row in record.baselines.items():
             # The pre-adaptation row is the base model before training: a different base is a different row.
-            base = metrics.get("base_model") if key == "pre_adaptation" else None
+            base = record.base_model if key == "pre_adaptation" else None
             identity = (key, base, fingerprint, tuple(row.get(k) for k in QUALITY)) if fingerprint else (key, id(row))
-            group = groups.setdefault(identity, {"key": key, "row": row, "metrics": metrics, "runs": []})
+            group = groups.setdefault(identity, {"key": key, "row": row, "record": record, "runs": []})
             group["runs"].append(run.label)
     records = []
     for group in groups.values():
-        key, row, metrics = group["key"], group["row"], group["metrics"]
-        name = BASELINE_NAMES.get(key, key)
-        if key == "pre_adaptation" and metrics.get("objective") == "seq2seq":
-            name = "Zero-shot (prompt)"
+        key, row, record = group["key"], group["row"], group["record"]
+        name = row_name(key, record.objective)
         if len(group["runs"]) < len(runs):  # not every run's: say whose
             name = f"{name} ({', '.join(group['runs'])})"
         records.append({
-            "kind": "baseline", "run": name, "method": "baseline",
-            "base_model": metrics.get("base_model") if key == "pre_adaptation" else None,
-            "trainable": None, "total": None, "trainable_ratio": None,
-            "accuracy": row.get("accuracy"), "f1": f1_of(row, _n_classes(metrics)), "roc_auc": row.get("roc_auc"),
-            "epoch_seconds": None, "samples_per_second": None, "peak_memory_mb": None, "artifact_mb": None,
-            "fingerprint": (metrics.get("data") or {}).get("fingerprint"), "runs": group["runs"],
+            "kind": "baseline", "key": key, "run": name, "method": "baseline",
+            "base_model": record.base_model if key == "pre_adaptation" else None, **NO_COST,
+            **_quality(record, row), "fingerprint": record.data.get("fingerprint"), "runs": group["runs"],
         })
     return records
 
 
 def comparison_records(runs: Sequence[ComparedRun], baselines: bool = True) -> list[dict[str, Any]]:
-    """Baseline rows first (the reference points, as in seed 000's table), then the runs, raw values."""
-    return (baseline_records(runs) if baselines else []) + [run_record(run) for run in runs]
+    """Baseline rows first (the reference points, as in seed 000's table), then each run and its ensemble."""
+    records = baseline_records(runs) if baselines else []
+    for run in runs:
+        records.append(run_record(run))
+        ensemble = ensemble_record(run) if baselines else None
+        if ensemble:
+            records.append(ensemble)
+    return records
 
 
 def comparison_table(runs: Sequence[ComparedRun], baselines: bool = True) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows for tables.render (report.py's "Comparison of runs" too)."""
+    """Headers and rows for tables.render (report.py's per-dataset tables too)."""
     records = comparison_records(runs, baselines)
-    return [header for _, header, _ in COLUMNS], [[show(r.get(key)) for key, _, show in COLUMNS] for r in records]
+    return [header for header, _ in COLUMNS], [[cell(r) for _, cell in COLUMNS] for r in records]
+
+
+def verdict_sections(runs: Sequence[ComparedRun]) -> list[tuple[str, list[str]]]:
+    """Per run: what ships and why, and its paired verdicts against every baseline (the pipeline's sentences)."""
+    from textlora.card import shipped_line
+
+    sections = []
+    for run in runs:
+        heading = f"{run.label}: {shipped_line(run.record)}"
+        verdicts = run.record.verdicts()
+        sections.append((heading if verdicts else f"{heading} No baselines were run: nothing to compare it with.",
+                         verdicts))
+    return sections
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[ComparedRun]:
@@ -164,11 +183,15 @@ def load_runs(paths: Sequence[str | Path]) -> list[ComparedRun]:
         path = path.resolve()
         return path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
 
-    return [ComparedRun(label=label(run.path), method=run.info.get("method"), metrics=run.metrics()) for run in opened]
+    return [ComparedRun(label=label(run.path), method=run.info.get("method"), record=run.record()) for run in opened]
 
 
 def compare_runs(paths: Sequence[str | Path], baselines: bool = True) -> tuple[list[str], list[list[Any]]]:
     return comparison_table(load_runs(paths), baselines)
+
+
+NOTE = ("F1: positive-class F1 for two classes, macro F1 for more. Every number is on each run's test rows; "
+        "[95 % CI]: paired bootstrap over those rows.")
 
 
 def render_comparison(runs: Sequence[ComparedRun], fmt: str = "text") -> str:
@@ -179,8 +202,11 @@ def render_comparison(runs: Sequence[ComparedRun], fmt: str = "text") -> str:
     if fmt == "json":
         return json.dumps(comparison_records(runs), indent=2)
     headers, rows = comparison_table(runs)
-    note = "F1: positive-class F1 for two classes, macro F1 for more. Every number is on each run's test rows."
-    return render(headers, rows, markdown=fmt == "markdown") + "\n\n" + note
+    markdown = fmt == "markdown"
+    lines = [render(headers, rows, markdown=markdown), "", NOTE]
+    for heading, verdicts in verdict_sections(runs):
+        lines += ["", heading] + (["", *(f"- {v}" for v in verdicts)] if markdown else [f"  {v}" for v in verdicts])
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -205,10 +231,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def register_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare",
-        help="finished runs side by side: method, parameters, test metrics, time, memory, size, baselines",
+        help="finished runs side by side: method, parameters, test metrics with intervals, time, memory, size, "
+        "baselines, verdicts",
         description="One table of finished runs, every cell from their metrics.json: method, trainable "
-        "parameters, test accuracy / F1 / ROC-AUC, seconds per epoch, samples/s, peak memory, artifact size, "
-        "with each run's TF-IDF and pre-adaptation baselines as rows (one row where runs share them).",
+        "parameters, test accuracy [95 % CI] / F1 / ROC-AUC, seconds per epoch, samples/s, peak memory, artifact "
+        "size, with each run's TF-IDF, NBSVM and pre-adaptation baselines as rows (one row where runs share them) "
+        "and its ensemble after it; then what each run ships and its paired verdicts against the baselines.",
         epilog="example: textlora compare runs/imdb-lora runs/imdb-full --format markdown --out comparison.md",
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by `textlora train`")

@@ -5,8 +5,11 @@ matplotlib Figure; `png` turns one into bytes. Axes are labelled with their
 units, and the data split a number comes from (validation or test) is named.
 
 A row is a dict with: name, values ({swept key: value}), score (validation
-metric), test (test metric), train_seconds, trainable, total, epochs (the
-per-epoch rows of metrics.json).
+metric), test (test metric), test_interval ([low, high], its 95 % bootstrap
+interval, or None), train_seconds, trainable, total, epochs (the per-epoch
+rows of the run record). References are (label, test metric) pairs of the
+classical rows (TF-IDF, NBSVM): drawn as horizontal lines, the bar a
+fine-tuned run has to clear.
 """
 
 from __future__ import annotations
@@ -145,18 +148,35 @@ def params_vs_rank(rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def time_vs_metric(rows: list[dict[str, Any]], metric: str, split: str = "test", field: str = "test") -> Figure:
-    """Each run as a point: training wall time against its metric (seed 002's Figure 5)."""
+def _references(ax, references: Sequence[tuple[str, float]]) -> None:
+    """Classical rows as labelled horizontal lines (grey shades and dash styles: the bars keep the colours)."""
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
+    for i, (label, value) in enumerate(references):
+        ax.axhline(value, color=str(0.25 + 0.15 * (i % 4)), linestyle=styles[i % len(styles)], linewidth=1.2,
+                   label=f"{label}: {value:.3f}")
+    if references:
+        ax.autoscale_view()  # a line at 1.0 would otherwise sit on the top spine
+
+
+def time_vs_metric(rows: list[dict[str, Any]], metric: str, split: str = "test", field: str = "test",
+                   references: Sequence[tuple[str, float]] = ()) -> Figure:
+    """Each run as a point: training wall time against its metric (seed 002's Figure 5), its 95 % interval
+    as a vertical bar where the run has one, the classical rows as reference lines."""
     fig, ax = _figure()
     for row in rows:
         if row.get(field) is None:
             continue
-        ax.scatter(row["train_seconds"], row[field], s=36)
+        interval = row.get("test_interval") if field == "test" else None
+        yerr = [[row[field] - interval[0]], [interval[1] - row[field]]] if interval else None
+        ax.errorbar(row["train_seconds"], row[field], yerr=yerr, fmt="o", markersize=6, capsize=3)
         ax.annotate(row["name"], (row["train_seconds"], row[field]), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)
+    _references(ax, references)
+    if references:
+        _legend_outside(ax)
     ax.set_xlabel("training wall time (s)")
     ax.set_ylabel(metric_label(metric, split))
-    ax.set_title(f"Time vs {METRIC_LABELS.get(metric, metric)}")
+    ax.set_title(f"Time vs {METRIC_LABELS.get(metric, metric)}" + (" (bars: 95 % interval)" if field == "test" else ""))
     return fig
 
 
@@ -185,8 +205,10 @@ def loss_curves(runs: list[tuple[str, list[dict[str, Any]]]]) -> Figure:
     return fig
 
 
-def comparison_bars(rows: list[dict[str, Any]], metric: str = "accuracy") -> Figure:
-    """Seed 002's four panels: training time, trainable parameters, test loss and test metric per run."""
+def comparison_bars(rows: list[dict[str, Any]], metric: str = "accuracy",
+                    references: Sequence[tuple[str, float]] = ()) -> Figure:
+    """Seed 002's four panels: training time, trainable parameters, test loss and test metric per run;
+    the metric bars carry their 95 % intervals as error bars and the classical rows as reference lines."""
     with plt.rc_context(STYLE):
         width = max(8.0, 1.1 * len(rows) + 4)
         fig, axes = plt.subplots(2, 2, figsize=(width, 6.4))
@@ -199,8 +221,14 @@ def comparison_bars(rows: list[dict[str, Any]], metric: str = "accuracy") -> Fig
     ]
     for ax, (field, ylabel, title) in zip(axes.flat, panels):
         values = [r.get(field) if r.get(field) is not None else math.nan for r in rows]
-        bars = ax.bar(range(len(rows)), values, color=plt.rcParams["axes.prop_cycle"].by_key()["color"][: len(rows)])
-        ax.bar_label(bars, labels=[_short_number(v) for v in values], fontsize=7, padding=2)
+        yerr = _error_bars(rows, values) if field == "test" else None
+        bars = ax.bar(range(len(rows)), values, yerr=yerr, capsize=4 if yerr is not None else 0,
+                      color=plt.rcParams["axes.prop_cycle"].by_key()["color"][: len(rows)])
+        ax.bar_label(bars, labels=[_short_number(v) for v in values], fontsize=7, padding=2,
+                     label_type="center" if yerr is not None else "edge")  # the edge is the error bar's
+        if field == "test" and references:
+            _references(ax, references)
+            _legend_outside(ax)
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(names, rotation=25 if len(rows) > 2 else 0, ha="right" if len(rows) > 2 else "center",
                            fontsize=8)
@@ -214,6 +242,19 @@ def comparison_bars(rows: list[dict[str, Any]], metric: str = "accuracy") -> Fig
                 ax.set_yscale("log")  # full fine-tuning beside LoRA spans three orders of magnitude
     fig.tight_layout()
     return fig
+
+
+def _error_bars(rows: list[dict[str, Any]], values: list[float]) -> list[list[float]] | None:
+    """matplotlib's asymmetric yerr ([below], [above]) from each row's interval; None where no row has one."""
+    if not any(r.get("test_interval") for r in rows):
+        return None
+    below, above = [], []
+    for row, value in zip(rows, values):
+        interval = row.get("test_interval")
+        ok = interval and not math.isnan(value)
+        below.append(value - interval[0] if ok else 0.0)
+        above.append(interval[1] - value if ok else 0.0)
+    return [below, above]
 
 
 def _short_number(value: float) -> str:
@@ -274,4 +315,30 @@ def learning_curves(epochs: list[dict[str, Any]], title: str) -> Figure:
     right.set_title("Validation metrics")
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(before: list[dict[str, Any]], after: list[dict[str, Any]], temperature: float | None,
+                        title: str) -> Figure:
+    """Mean confidence against accuracy per confidence bin (calibration.reliability_bins, test rows), before
+    and after temperature scaling; a calibrated model lies on the diagonal. Point area shows the bin's rows."""
+    fig, ax = _figure(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    after_label = f"after (T = {temperature:.3g})" if temperature is not None else "after"
+    for bins, label, marker in ((before, "before (T = 1)", "s"), (after, after_label, "o")):
+        filled = [b for b in bins if b.get("count")]
+        if not filled:
+            continue
+        total = sum(b["count"] for b in filled)
+        xs, ys = [b["confidence"] for b in filled], [b["accuracy"] for b in filled]
+        line = ax.plot(xs, ys, marker=marker, markersize=0, label=label)[0]
+        ax.scatter(xs, ys, s=[12 + 200 * b["count"] / total for b in filled], marker=marker, color=line.get_color(),
+                   zorder=3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel("mean confidence of the predicted class")
+    ax.set_ylabel("accuracy (test rows)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")  # a model is rarely far below the diagonal at low confidence
     return fig

@@ -5,12 +5,17 @@
       report.md      the same content; images beside it in images/
       images/*.png
 
-What is in it: a comparison table of every run, seed 002's time / parameters /
-loss / accuracy panels, time vs metric, all loss curves on one axis; for each
-sweep its table (sorted by the validation metric) and plots; for each run
-seed 000's evaluation comparison (baselines vs fine-tuned), its per-epoch
-table, learning curves and confusion matrix. Reports read run folders only;
-nothing is retrained or re-evaluated.
+What is in it: per dataset (the runs' data.source and classes: numbers
+measured on different data are never ranked in one table) one comparison
+table of the classical (TF-IDF, NBSVM), pre-adaptation, fine-tuned and
+ensemble rows with 95 % intervals, each run's paired verdicts under it, and
+seed 002's time / parameters / loss / metric panels (intervals as error bars,
+classical rows as reference lines), time vs metric and all loss curves; for
+each sweep its table (sorted by the validation metric) and plots; for each
+run seed 000's evaluation comparison, what ships and why, its calibration
+(temperature, ECE / Brier before -> after, reliability diagram), per-epoch
+table, learning curves and confusion matrix. Reports read run records only
+(runs.RunRecord); nothing is retrained or re-evaluated.
 
 Sweep summaries (summary.csv / summary.md / plots/ in a sweep folder) are
 written here too, so a sweep and a report show the same table.
@@ -27,11 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from textlora.compare import NOTE, ComparedRun, baseline_records, comparison_table, verdict_sections
 from textlora.errors import TextloraError
-from textlora.runs import RunDir, is_run, open_run
-from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, fmt, render
+from textlora.runs import CLASSICAL_ROWS, RunDir, RunRecord, is_run, open_run
+from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, epoch_cells, fixed, fmt, render
 
 SWEEP_FILE = "sweep.json"
 NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
@@ -48,13 +52,25 @@ class Run:
     label: str
     """The name shown in tables: the run name, with its sweep's name where two would clash."""
     info: dict[str, Any]
-    metrics: dict[str, Any]
+    record: RunRecord
     config: dict[str, Any]
 
     @classmethod
     def read(cls, run: RunDir) -> "Run":
-        config = yaml.safe_load((run.path / "config.yaml").read_text()) or {}
-        return cls(path=run.path, label=run.path.name, info=run.info, metrics=run.metrics(), config=config)
+        return cls(path=run.path, label=run.path.name, info=run.info, record=run.record(), config=run.config() or {})
+
+    @property
+    def method(self) -> str:
+        return self.info.get("method") or self.record.method
+
+    @property
+    def dataset(self) -> tuple[Any, ...]:
+        """What makes two runs' numbers comparable at all: the same source (and subset) and the same classes.
+        Runs on different rows of one source stay together; compare labels their baselines per run."""
+        return self.value("data.source"), self.value("data.subset"), tuple(self.record.label_names)
+
+    def compared(self) -> ComparedRun:
+        return ComparedRun(label=self.label, method=self.method, record=self.record)
 
     def value(self, key: str) -> Any:
         """A config value by dotted key (lora.r), as the run was actually trained."""
@@ -139,25 +155,19 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[Run], list[SweepDir]]:
     return ordered, sweeps
 
 
-def validation_value(run: Run, metric: str) -> float | None:
-    epochs = run.metrics.get("epochs") or []
-    return epochs[-1].get(metric) if epochs else None
-
-
 def run_row(run: Run, keys: list[str], metric: str) -> dict[str, Any]:
-    """The numbers one run contributes to tables and plots."""
-    metrics = run.metrics
-    final = metrics.get("final") or {}
-    params = metrics.get("params") or {}
-    timing = metrics.get("timing") or {}
-    method = run.info.get("method") or metrics.get("method")
+    """The numbers one run contributes to tables and plots (plots.py's row)."""
+    record = run.record
+    final, params, timing = record.final, record.params, record.timing
+    method = run.method
     return {
         "name": run.label,
         "values": {key: run.value(key) for key in keys},
         "method": method,
         "r": run.value("lora.r") if method not in ("full", "head", "ia3") else None,
-        "score": validation_value(run, metric),
+        "score": record.validation_score(metric),
         "test": final.get(metric),
+        "test_interval": (final.get("intervals") or {}).get(metric),
         "test_loss": final.get("loss"),
         "final": final,
         "trainable": params.get("trainable"),
@@ -165,9 +175,30 @@ def run_row(run: Run, keys: list[str], metric: str) -> dict[str, Any]:
         "ratio": params.get("trainable_ratio"),
         "train_seconds": timing.get("train_seconds"),
         "peak_memory_mb": timing.get("peak_memory_mb"),
-        "artifact_mb": metrics["artifact_bytes"] / 2**20 if metrics.get("artifact_bytes") is not None else None,
-        "epochs": metrics.get("epochs") or [],
+        "artifact_mb": record.artifact_bytes / 2**20 if record.artifact_bytes is not None else None,
+        "epochs": record.epochs,
     }
+
+
+def by_dataset(runs: list[Run]) -> list[list[Run]]:
+    """Runs grouped by Run.dataset, in the order the datasets first appear."""
+    groups: dict[tuple[Any, ...], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.dataset, []).append(run)
+    return list(groups.values())
+
+
+def references(runs: list[Run], metric: str) -> list[tuple[str, float]]:
+    """The classical rows' test metric as (name, value) reference lines: one per row `textlora compare`
+    shows (shared where the runs share it, else labelled with its runs)."""
+    by_label = {run.label: run for run in runs}
+    out = []
+    for shown in baseline_records([run.compared() for run in runs]):
+        if shown["key"] in CLASSICAL_ROWS:
+            value = by_label[shown["runs"][0]].record.baselines[shown["key"]].get(metric)
+            if value is not None:
+                out.append((shown["run"], value))
+    return out
 
 
 def sort_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -192,18 +223,10 @@ def sweep_table(rows: list[dict[str, Any]], keys: list[str], metric: str) -> tup
         body.append([
             row["name"], *(_plain(row["values"][k]) for k in keys), row["score"],
             *(row["final"].get(key) for key, _ in TEST_COLUMNS), row["trainable"],
-            _fixed(row["ratio"], 3, 100), _fixed(row["train_seconds"], 1), _fixed(row["peak_memory_mb"], 0),
-            _fixed(row["artifact_mb"], 2),
+            fixed(row["ratio"], 3, 100), fixed(row["train_seconds"], 1), fixed(row["peak_memory_mb"], 0),
+            fixed(row["artifact_mb"], 2),
         ])
     return headers, body
-
-
-def comparison_of_runs(rows: list[dict[str, Any]], runs: list[Run]) -> tuple[list[str], list[list[Any]]]:
-    """`textlora compare`'s table of the runs (their baselines are in each run's own section below)."""
-    from textlora.compare import ComparedRun, comparison_table
-
-    return comparison_table([ComparedRun(label=row["name"], method=row["method"], metrics=run.metrics)
-                             for row, run in zip(rows, runs)], baselines=False)
 
 
 def _plain(value: Any) -> Any:
@@ -212,11 +235,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:g}"
     return value
-
-
-def _fixed(value: float | None, digits: int, scale: float = 1) -> str | None:
-    """A number shown with fixed decimals (tables.fmt would show 4 for every float)."""
-    return None if value is None else f"{value * scale:,.{digits}f}"
 
 
 # --------------------------------------------------------------------------- figures
@@ -230,7 +248,8 @@ def _plots():
     return plots
 
 
-def sweep_figures(rows: list[dict[str, Any]], keys: list[str], metric: str) -> list[tuple[str, str, bytes]]:
+def sweep_figures(rows: list[dict[str, Any]], keys: list[str], metric: str,
+                  refs: list[tuple[str, float]] = ()) -> list[tuple[str, str, bytes]]:
     """(file stem, caption, png) for every sweep plot."""
     plots = _plots()
 
@@ -246,19 +265,25 @@ def sweep_figures(rows: list[dict[str, Any]], keys: list[str], metric: str) -> l
         out.append((f"time_vs_{_short(key)}", f"training wall time vs {key}", plots.png(fig)))
     if "lora.r" in keys and any(r["r"] is not None and r["trainable"] for r in rows):
         out.append(("params_vs_r", "trainable parameters vs LoRA rank r", plots.png(plots.params_vs_rank(rows))))
-    return out + overview_figures(rows, metric)
+    return out + overview_figures(rows, metric, refs)
 
 
-def overview_figures(rows: list[dict[str, Any]], metric: str) -> list[tuple[str, str, bytes]]:
+def overview_figures(rows: list[dict[str, Any]], metric: str,
+                     refs: list[tuple[str, float]] = ()) -> list[tuple[str, str, bytes]]:
+    """Time vs metric and loss curves (for two runs or more), and the four comparison panels."""
     plots = _plots()
 
-    out = [("time_vs_" + metric, f"training wall time vs test {metric}, one point per run",
-            plots.png(plots.time_vs_metric(rows, metric)))]
-    out.append(("loss_curves", "validation (solid) and training (dashed) loss per epoch, every run",
-                plots.png(plots.loss_curves([(r["name"], r["epochs"]) for r in rows]))))
+    lines = "; classical rows as horizontal lines" if refs else ""
+    out = []
+    if len(rows) > 1:
+        out.append(("time_vs_" + metric, f"training wall time vs test {metric}, one point per run (95 % "
+                    f"intervals{lines})", plots.png(plots.time_vs_metric(rows, metric, references=refs))))
+        out.append(("loss_curves", "validation (solid) and training (dashed) loss per epoch, every run",
+                    plots.png(plots.loss_curves([(r["name"], r["epochs"]) for r in rows]))))
     if len(rows) <= 24:
-        out.append(("comparison", "training time, trainable parameters, test loss and test metric per run",
-                    plots.png(plots.comparison_bars(rows, metric))))
+        out.append(("comparison", f"training time, trainable parameters, test loss and test {metric} per run "
+                    f"(95 % intervals as error bars{lines})",
+                    plots.png(plots.comparison_bars(rows, metric, references=refs))))
     return out
 
 
@@ -278,18 +303,30 @@ def write_sweep_summary(sweep_dir: str | Path, metric: str | None = None) -> Swe
     """summary.csv, summary.md and plots/*.png of a sweep folder, from its finished runs."""
     sweep = read_sweep(sweep_dir)
     metric = metric or sweep.metric
-    if not sweep.runs:
+    finished = {run.path.name for run in sweep.runs}
+    # Points whose last attempt failed (sweep.json keeps their one-line error): a row marked failed.
+    failed = [p for p in sweep.spec.get("points", []) if p.get("error") and p["name"] not in finished]
+    if not sweep.runs and not failed:
         raise TextloraError(f"sweep {str(sweep.path)!r} has no finished run yet; run the sweep first")
     rows = sort_rows([run_row(run, sweep.keys, metric) for run in sweep.runs], metric)
     headers, body = sweep_table(rows, sweep.keys, metric)
+    if failed:
+        headers = [*headers, "error"]
+        body = [[*row, None] for row in body] + [
+            [p["name"], *(_plain(p.get("values", {}).get(k)) for k in sweep.keys), "failed",
+             *([None] * (len(headers) - len(sweep.keys) - 3)), p["error"]] for p in failed]
     with open(sweep.path / "summary.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(headers)
         writer.writerows([["" if v is None else v for v in row] for row in body])
     plots_dir = sweep.path / "plots"
     lines = [f"# Sweep {sweep.path.name}", "", sweep_note(sweep, metric, len(rows)), "", render(headers, body, markdown=True), ""]
+    if failed:
+        lines += [f"{len(failed)} point(s) failed (marked failed above); re-running the sweep retries them.", ""]
+    if not rows:
+        lines += ["No plots: no point finished.", ""]
     try:
-        figures = sweep_figures(rows, sweep.keys, metric)
+        figures = sweep_figures(rows, sweep.keys, metric, references(sweep.runs, metric)) if rows else []
         plots_dir.mkdir(exist_ok=True)
     except TextloraError as err:  # no matplotlib: the table still stands
         figures = []
@@ -305,7 +342,7 @@ def sweep_note(sweep: SweepDir, metric: str, n: int) -> str:
     recipe = sweep.spec.get("recipe") or "the built-in defaults"
     swept = ", ".join(sweep.keys) or "-"
     return (f"{n} run(s) of `{recipe}` over {swept}, sorted by {metric} on the validation rows "
-            f"(after the last epoch); the test columns are reported, never used to choose.")
+            f"(at each run's selected checkpoint); the test columns are reported, never used to choose.")
 
 
 # --------------------------------------------------------------------------- the report document
@@ -327,6 +364,10 @@ class Doc:
 
     def table(self, headers: list[str], rows: list[list[Any]]) -> None:
         self.blocks.append(("table", headers, rows))
+
+    def bullets(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("list", items))
 
     def image(self, stem: str, caption: str, data: bytes) -> None:
         stem = re.sub(r"[^A-Za-z0-9._=,+-]", "-", stem)
@@ -350,10 +391,15 @@ def _html_table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
 def _inline(text: str) -> str:
-    """Markdown's `code` as <code>, everything else escaped."""
+    """Markdown's `code` as <code> and **bold** as <strong>, everything else escaped: the markdown twin
+    shows the same text, so no asterisk ever reaches the page literally."""
     parts = text.split("`")
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else BOLD.sub(r"<strong>\1</strong>", html.escape(p))
+                   for i, p in enumerate(parts))
 
 
 CSS = """
@@ -384,6 +430,8 @@ def render_html(doc: Doc) -> str:
             parts.append(f"<p>{_inline(block[1])}</p>")
         elif kind == "table":
             parts.append(_html_table(block[1], block[2]))
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block[1]) + "</ul>")
         elif kind == "img":
             encoded = base64.b64encode(block[3]).decode("ascii")
             parts.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(block[2])}">'
@@ -402,28 +450,46 @@ def render_markdown(doc: Doc) -> str:
             lines += [block[1], ""]
         elif kind == "table":
             lines += [render(block[1], block[2], markdown=True), ""]
+        elif kind == "list":
+            lines += [f"- {item}" for item in block[1]] + [""]
         elif kind == "img":
             lines += [f"![{block[2]}](images/{block[1]}.png)", ""]
     return "\n".join(lines)
 
 
-def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accuracy", title: str = "textlora report") -> Doc:
-    from textlora.pipeline import comparison_rows
+RUN_METRICS = COMPARISON_METRICS + [("ece", "ECE"), ("brier", "Brier")]
+INTERVAL_METRICS = [("accuracy", "Accuracy 95 % CI"), ("f1_macro", "F1 macro 95 % CI"), ("roc_auc", "ROC AUC 95 % CI")]
 
+
+def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accuracy", title: str = "textlora report") -> Doc:
     plots = _plots()
 
     doc = Doc(title=title)
     doc.heading(1, title)
     doc.para(f"{len(runs)} run(s), {len(sweeps)} sweep(s). Test numbers are measured on each run's held-out test rows "
              "with the shipped artifact; per-epoch numbers on its validation rows.")
-    rows = [run_row(run, [], metric) for run in runs]
+    rows = {run.path.resolve(): run_row(run, [], metric) for run in runs}
+    sweep_sets = [{r.path.resolve() for r in sweep.runs} for sweep in sweeps]
 
+    groups = by_dataset(runs)
     doc.heading(2, "Comparison of runs")
-    doc.table(*comparison_of_runs(rows, runs))
-    one_sweep = len(sweeps) == 1 and {r.path.resolve() for r in sweeps[0].runs} == {r.path.resolve() for r in runs}
-    if len(rows) > 1 and not one_sweep:  # a lone sweep's section below draws the same figures
-        for stem, caption, data in overview_figures(rows, metric):
-            doc.image(stem, caption, data)
+    doc.para(f"One table per dataset (data.source and classes; {len(groups)} here): runs on different data are never "
+             "ranked together. Rows: the classical baselines, pre-adaptation, each fine-tuned run and its ensemble. "
+             + NOTE)
+    for group in groups:
+        source, subset, labels = group[0].dataset
+        doc.heading(3, f"Dataset {source}" + (f" ({subset})" if subset else ""))
+        doc.para(f"Classes: {', '.join(map(str, labels))}. {len(group)} run(s).")
+        compared = [run.compared() for run in group]
+        doc.table(*comparison_table(compared))
+        for heading, verdicts in verdict_sections(compared):
+            doc.para(heading)
+            doc.bullets(verdicts)
+        # A group that is exactly one sweep's runs gets these figures in the sweep's section.
+        if {run.path.resolve() for run in group} not in sweep_sets:
+            group_rows = [rows[run.path.resolve()] for run in group]
+            for stem, caption, data in overview_figures(group_rows, metric, references(group, metric)):
+                doc.image(f"{_slug(source)}-{stem}", caption, data)
 
     for sweep in sweeps:
         doc.heading(2, f"Sweep {sweep.path.name}")
@@ -437,35 +503,72 @@ def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accurac
         sweep_rows = sort_rows(sweep_rows, sweep.metric)
         doc.para(sweep_note(sweep, sweep.metric, len(sweep_rows)))
         doc.table(*sweep_table(sweep_rows, sweep.keys, sweep.metric))
-        for stem, caption, data in sweep_figures(sweep_rows, sweep.keys, sweep.metric):
+        for stem, caption, data in sweep_figures(sweep_rows, sweep.keys, sweep.metric,
+                                                 references(sweep.runs, sweep.metric)):
             doc.image(f"{sweep.path.name}-{stem}", caption, data)
 
-    for run, row in zip(runs, rows):
-        doc.heading(2, f"Run {run.label}")
-        doc.para(run_description(run, row))
-        named = comparison_rows(run.metrics)
-        if named:
-            doc.heading(3, "Evaluation comparison (test rows)")
-            doc.table(["Metric"] + [name for name, _ in named],
-                      [[label] + [m.get(key) for _, m in named] for key, label in COMPARISON_METRICS])
-        if row["epochs"]:
-            doc.heading(3, "Per epoch (validation rows)")
-            doc.table([h for h, _ in EPOCH_COLUMNS], [[e.get(k) for _, k in EPOCH_COLUMNS] for e in row["epochs"]])
-            doc.image(f"{run.label}-learning-curves", f"{run.label}: learning curves",
-                      plots.png(plots.learning_curves(row["epochs"], run.label)))
-        matrix = row["final"].get("confusion_matrix")
-        if matrix:
-            doc.image(f"{run.label}-confusion", f"{run.label}: confusion matrix on the test rows (fine-tuned)",
-                      plots.png(plots.confusion_matrix(matrix, list(run.info.get("label_names", [])),
-                                                       f"{run.label} (test rows)")))
+    for run in runs:
+        run_section(doc, run, rows[run.path.resolve()], plots)
     return doc
+
+
+def run_section(doc: Doc, run: Run, row: dict[str, Any], plots) -> None:
+    """One run: description, its rows side by side with intervals, calibration, epochs, figures (what ships
+    and the verdicts are under its dataset's table above)."""
+    record = run.record
+    doc.heading(2, f"Run {run.label}")
+    doc.para(run_description(run, row))
+    named = [(name, test_row) for _, name, test_row in record.rows()]
+    if named:
+        doc.heading(3, "Evaluation comparison (test rows)")
+        doc.table(["Metric"] + [name for name, _ in named],
+                  [[label] + [m.get(key) for _, m in named] for key, label in RUN_METRICS]
+                  + [[label] + [_interval(m, key) for _, m in named] for key, label in INTERVAL_METRICS])
+    if record.calibration:
+        doc.heading(3, "Calibration (test rows)")
+        doc.para(calibration_text(record.calibration))
+        doc.image(f"{run.label}-reliability", f"{run.label}: reliability diagram of the fine-tuned model on the "
+                  "test rows, before and after temperature scaling (point area: rows in the bin)",
+                  plots.png(plots.reliability_diagram(record.calibration.get("reliability_before") or [],
+                                                      record.calibration.get("reliability_after") or [],
+                                                      record.calibration.get("temperature"),
+                                                      f"{run.label} (test rows)")))
+    if row["epochs"]:
+        doc.heading(3, "Per epoch (validation rows; * marks the checkpoint that ships)")
+        doc.table([h for h, _ in EPOCH_COLUMNS], [epoch_cells(e) for e in row["epochs"]])
+        doc.image(f"{run.label}-learning-curves", f"{run.label}: learning curves",
+                  plots.png(plots.learning_curves(row["epochs"], run.label)))
+    matrix = row["final"].get("confusion_matrix")
+    if matrix:
+        doc.image(f"{run.label}-confusion", f"{run.label}: confusion matrix on the test rows (fine-tuned)",
+                  plots.png(plots.confusion_matrix(matrix, record.label_names, f"{run.label} (test rows)")))
+
+
+def calibration_text(calibration: dict[str, Any]) -> str:
+    """The temperature and what it did to the fine-tuned model's probabilities on the test rows."""
+    before, after = calibration.get("before") or {}, calibration.get("after") or {}
+    fitted = calibration.get("validation_rows")
+    changes = ", ".join(f"{label} {fmt(before.get(key))} -> {fmt(after.get(key))}"
+                        for key, label in (("ece", "ECE"), ("brier", "Brier"), ("log_loss", "log loss")))
+    return (f"Temperature {calibration['temperature']:.3f}, fitted on the "
+            f"{f'{fitted:,} ' if fitted else ''}validation rows (the logits are divided by it before the softmax). "
+            f"On the test rows: {changes}.")
+
+
+def _interval(row: dict[str, Any], metric: str) -> str | None:
+    interval = (row.get("intervals") or {}).get(metric)
+    return f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else None
+
+
+def _slug(text: Any) -> str:
+    return Path(str(text)).name or str(text)
 
 
 def run_description(run: Run, row: dict[str, Any]) -> str:
     method = row["method"]
-    parts = [f"`{run.info.get('base_model')}` + **{method}** on `{run.value('data.source')}` "
-             f"({', '.join(run.info.get('label_names', []))})."]
-    if method not in ("full", "head"):
+    parts = [f"`{run.info.get('base_model')}` + {method} on `{run.value('data.source')}` "
+             f"({', '.join(run.record.label_names)})."]
+    if method not in ("full", "head", "ia3"):
         targets = run.value("lora.target_modules")
         parts.append(f"r={run.value('lora.r')}, alpha={_plain(run.value('lora.alpha'))}, "
                      f"dropout={_plain(run.value('lora.dropout'))}, targets={_plain(targets) if targets else 'preset'}.")

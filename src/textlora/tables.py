@@ -72,4 +72,6 @@ def interval_text(row: dict[str, Any], metric: str, digits: int = 3) -> str | No
     if value is None:
         return None
     interval = (row.get("intervals") or {}).get(metric)
-    return f"{value:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else f"{value:.{digits}f}"
+    if not interval:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"

@@ -13,42 +13,58 @@ from typing import Any, Sequence
 
 from textlora.errors import TextloraError
 from textlora.runs import RunDir
+from textlora.tables import interval_text
 
 DEFAULT_PORT = 7860
 MAX_CHARS = 10_000  # the same per-text limit as `textlora serve`
-EXAMPLES = [
+# A run folder keeps no texts (only numbers), so the page cannot offer the run's own test rows.
+# Kept simple: hand-written reviews are offered when every class name is a sentiment word; any
+# other task gets none (pass --example to offer some): a drug review under a topic classifier misleads.
+SENTIMENT_EXAMPLES = [
     "This medicine worked wonders, my pain is gone and no side effects.",
     "It did nothing for me and the nausea was unbearable.",
     "Some relief at first, but the headaches came back after a month.",
     "A wonderful film: great acting and a story I will remember.",
 ]
+SENTIMENT_WORDS = {"negative", "positive", "neutral", "neg", "pos", "bad", "good", "mixed"}
+
+
+def examples_for(label_names: Sequence[str]) -> list[str]:
+    """The examples the page offers a run: the sentiment reviews when every class name is a sentiment word."""
+    names = {str(name).strip().lower() for name in label_names}
+    return list(SENTIMENT_EXAMPLES) if names and names <= SENTIMENT_WORDS else []
 
 
 def metrics_markdown(run: RunDir) -> str:
-    """The run's test-set numbers next to its baselines, as a Markdown table."""
-    metrics = run.metrics()
-    rows = [("this run", metrics.get("final", {}))]
-    names = {"tfidf": "TF-IDF + logistic regression", "pre_adaptation": "before adaptation"}
-    rows += [(names.get(k, k), v) for k, v in metrics.get("baselines", {}).items()]
+    """The run's test-set rows (baselines, fine-tuned, ensemble) with 95 % intervals, what ships, and the verdicts."""
+    from textlora.card import shipped_line
+
     info = run.info
     head = (f"**{info.get('name', run.path.name)}**: {info.get('base_model')} + {info.get('method')}, "
             f"classes: {', '.join(run.label_names)}")
-    if not metrics.get("final"):
-        return head + "\n\n(no metrics.json in this run)"
-    n = metrics["final"].get("n")
-    lines = [head, "", f"Test set{f' ({n} texts)' if n else ''}:", "",
+    try:
+        record = run.record()
+    except TextloraError as err:  # the page still predicts; say why the numbers are missing
+        return f"{head}\n\n({err})"
+    if not record.final:
+        return head + "\n\n(no test rows in this run's metrics.json)"
+    n = record.final.get("n")
+    lines = [head, "", shipped_line(record), "", f"Test set{f' ({n:,} texts)' if n else ''}, 95 % intervals:", "",
              "| model | accuracy | macro F1 |", "|---|---|---|"]
-    for label, row in rows:
-        lines.append(f"| {label} | {_number(row.get('accuracy'))} | {_number(row.get('f1_macro'))} |")
+    for _, name, row in record.rows():
+        lines.append(f"| {name} | {_cell(row, 'accuracy')} | {_cell(row, 'f1_macro')} |")
+    verdicts = record.verdicts()
+    if verdicts:
+        lines += ["", *(f"- {line}" for line in verdicts)]
     return "\n".join(lines)
 
 
-def _number(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _cell(row: dict[str, Any], metric: str) -> str:
+    return interval_text(row, metric) or "n/a"
 
 
-def build_ui(predictor, run: RunDir, examples: Sequence[str] = EXAMPLES):
-    """The gr.Blocks page around a loaded Predictor."""
+def build_ui(predictor, run: RunDir, examples: Sequence[str] | None = None):
+    """The gr.Blocks page around a loaded Predictor; examples default to examples_for(the run's classes)."""
     import gradio as gr
 
     def classify(text: str) -> dict[str, float]:
@@ -61,11 +77,13 @@ def build_ui(predictor, run: RunDir, examples: Sequence[str] = EXAMPLES):
         with gr.Row():
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=5, max_length=MAX_CHARS, elem_id="text",
-                                  placeholder="Type or paste a review ...")
+                                  placeholder="Type or paste a text ...")
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
             with gr.Column():
                 label = gr.Label(label="Prediction", num_top_classes=len(run.label_names), elem_id="prediction")
-        gr.Examples(examples=[[e] for e in examples], inputs=[text])
+        examples = examples_for(run.label_names) if examples is None else examples
+        if examples:
+            gr.Examples(examples=[[e] for e in examples], inputs=[text])
         gr.Markdown(metrics_markdown(run), elem_id="metrics")
         button.click(classify, inputs=text, outputs=label, api_name="predict")
         text.submit(classify, inputs=text, outputs=label)
@@ -73,7 +91,7 @@ def build_ui(predictor, run: RunDir, examples: Sequence[str] = EXAMPLES):
 
 
 def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, base_model: str | None = None,
-              examples: Sequence[str] = EXAMPLES, block: bool = True, trust_remote_code: bool = False):
+              examples: Sequence[str] | None = None, block: bool = True, trust_remote_code: bool = False):
     """Load the run and start the page; returns the gr.Blocks (already serving when block=False)."""
     # Gradio otherwise reports usage to its servers; a local model page has no reason to.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -98,8 +116,7 @@ def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, b
 
 
 def cmd_ui(args) -> int:
-    examples = args.example or EXAMPLES
-    launch_ui(args.run_dir, args.host, args.port, args.model, examples, trust_remote_code=args.trust_remote_code)
+    launch_ui(args.run_dir, args.host, args.port, args.model, args.example, trust_remote_code=args.trust_remote_code)
     return 0
 
 
@@ -108,14 +125,16 @@ def register_cli(subparsers) -> None:
         "ui",
         help="a web page (Gradio) to try a run by hand",
         description="Start a Gradio page for one run: a text box, a Predict button, the class confidences "
-        "and the run's test metrics beside its baselines.",
+        "and the run's test metrics (95 % intervals) beside its baselines, with the paired verdicts.",
         epilog="example: textlora ui runs/demo-drugscom-minilm --port 7860",
     )
     parser.add_argument("run_dir", help="a run folder written by `textlora train`")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--model", help="base model to load the adapter on, if it moved since training")
-    parser.add_argument("--example", action="append", metavar="TEXT", help="an example text to offer (repeatable)")
+    parser.add_argument("--example", action="append", metavar="TEXT",
+                        help="an example text to offer (repeatable); default: sample reviews for sentiment classes, "
+                        "none otherwise")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="needed for a run trained with --trust-remote-code: runs its model's own code")
     parser.set_defaults(func=cmd_ui)
