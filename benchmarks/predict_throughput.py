@@ -44,7 +44,7 @@ def main() -> None:
     from textlora.data import clean_html
     from textlora.models import resolve_model_source
     from textlora.predict import Predictor, cast_for_inference, load_run_model
-    from textlora.train import resolve_precision
+    from textlora.precision import resolve_precision
     from textlora.runs import open_run
 
     transformers.logging.set_verbosity_error()

@@ -130,7 +130,7 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()
     source = resolve_model_source("packaged:minilm")
-    from textlora.train import resolve_precision
+    from textlora.precision import resolve_precision
 
     # bf16 is measured only where it is native: emulated bf16 (e.g. AVX2-only
     # CPUs) runs at well under 1 GFLOP/s, and textlora trains in fp32 there.

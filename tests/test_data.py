@@ -46,7 +46,9 @@ def test_rating_bins_like_seed_004(tmp_path):
     path = write(tmp_path, "train.parquet", frame)
     write(tmp_path, "test.parquet", frame)
     bins = {"negative": [None, 4], "neutral": [5, 6], "positive": [7, None]}
-    splits = load_splits(DataConfig(source=str(tmp_path), text_column="review", label_column="rating", label_bins=bins), 0)
+    # The same rows in both files: keep them (dedupe: none), this test is about the bins.
+    splits = load_splits(DataConfig(source=str(tmp_path), text_column="review", label_column="rating", label_bins=bins,
+                                    dedupe="none"), 0)
     assert splits.label_names == ["negative", "neutral", "positive"]
     counts = splits.summary()["splits"]["test"]["class_counts"]
     assert counts == {"negative": 40, "neutral": 20, "positive": 40}
@@ -67,7 +69,7 @@ def test_template_joins_fields_and_html_is_cleaned(tmp_path):
     })
     path = write(tmp_path, "train.csv", frame)
     write(tmp_path, "test.csv", frame)
-    cfg = DataConfig(source=str(tmp_path), text_template="{benefits} | {side}", clean_html=True)
+    cfg = DataConfig(source=str(tmp_path), text_template="{benefits} | {side}", clean_html=True, dedupe="none")
     splits = load_splits(cfg, 0)
     texts = set(splits.train.text) | set(splits.test.text)
     assert "Helped a lot really | sleepy & tired" in texts
@@ -83,7 +85,7 @@ def test_stratified_sampling_is_deterministic_per_seed(tmp_path):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(1000)], "label": [int(i % 10 < 3) for i in range(1000)]})
     path = write(tmp_path, "train.csv", frame)
     write(tmp_path, "test.csv", frame)
-    cfg = DataConfig(source=str(tmp_path), n_train=100, n_eval=50)
+    cfg = DataConfig(source=str(tmp_path), n_train=100, n_eval=50, dedupe="none")  # test rows = train rows here
     a, b, c = load_splits(cfg, 7), load_splits(cfg, 7), load_splits(cfg, 8)
     assert list(a.train.text) == list(b.train.text) and fingerprint(a) == fingerprint(b)
     assert list(a.train.text) != list(c.train.text)
@@ -153,7 +155,12 @@ def test_non_utf8_and_ragged_csv(tmp_path):
 def test_packaged_drugscom_has_three_classes():
     splits = load_splits(DataConfig(source="packaged:drugscom", text_column="review", label_column="rating"), 0)
     assert splits.label_names == ["negative", "neutral", "positive"]
-    assert len(splits.test) == 379 and len(splits.train) + len(splits.validation) == 600
+    # 379 test reviews, one of which repeats a training review: the default data.dedupe: across drops it.
+    assert len(splits.test) == 378 and len(splits.train) + len(splits.validation) == 600
+    assert any("dropped 1 test row" in note for note in splits.notes)
+    kept = load_splits(DataConfig(source="packaged:drugscom", text_column="review", label_column="rating",
+                                  dedupe="none"), 0)
+    assert len(kept.test) == 379
 
 
 def test_imdb_parquet_folder_if_shared_data_present():
@@ -204,7 +211,7 @@ def test_undersampling_then_oversampling_gives_exactly_n_per_class(tmp_path):
 
 def test_balanced_class_weights():
     from textlora.config import config_from_dict
-    from textlora.train import class_weight_vector
+    from textlora.losses import class_weight_vector
 
     cfg = config_from_dict({"train": {"class_weights": "balanced"}})
     weights = class_weight_vector(cfg, np.array([0] * 6 + [1] * 3 + [2] * 1), 3)

@@ -141,7 +141,7 @@ def test_prompt_truncation_cuts_the_text_not_the_instruction(tiny_t5_dir):
 def test_class_weighted_lm_loss_with_unit_weights_is_transformers_loss(tiny_t5_dir):
     from transformers import AutoModelForSeq2SeqLM
 
-    from textlora.train import class_weighted_lm_loss
+    from textlora.losses import class_weighted_lm_loss
 
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5_dir)
     targets = [[5, 1], [7, 8, 1]]

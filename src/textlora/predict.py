@@ -29,6 +29,7 @@ from textlora.encode import encode
 from textlora.errors import TextloraError
 from textlora.evaluate import predict_logits
 from textlora.metrics import softmax
+from textlora.precision import cast_for_inference, resolve_precision
 from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, open_run
 from textlora.ship import blend
 
@@ -43,27 +44,9 @@ class Prediction:
         return asdict(self)
 
 
-PRECISIONS = ("fp32", "bf16", "auto")
-
-
-def inference_precision(precision: str) -> str:
-    """fp32 | bf16 | auto -> the precision to run in (auto: bf16 only where it is native)."""
-    if precision not in PRECISIONS:
-        raise TextloraError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        from textlora.train import resolve_precision
-
-        return resolve_precision("auto")
-    return precision
-
-
-def cast_for_inference(model, precision: str):
-    """The model in the precision asked for (bf16: every weight, adapters and head included)."""
-    if inference_precision(precision) == "bf16":
-        import torch
-
-        return model.to(torch.bfloat16)
-    return model
+# Precision lives in precision.py (inference never imports the training code); these names stay
+# importable from here for callers of the predict API.
+inference_precision = resolve_precision
 
 
 def base_signature(config) -> dict[str, Any]:
