@@ -11,7 +11,7 @@ from textlora.runs import open_run
 def test_run_folder_has_exactly_the_expected_files(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
     assert names == {"run.json", "config.yaml", "metrics.json", "adapter", "tokenizer", "labels.json", "README.md",
-                     "ship.json", "calibration.json"}
+                     "ship.json", "calibration.json", "test_probs.safetensors"}
     adapter = {p.name for p in (tiny_run / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "config.json"} <= adapter
     assert not list(tiny_run.parent.glob(".*partial*"))
@@ -38,6 +38,18 @@ def test_metrics_json_has_every_row_and_metric(tiny_run):
     assert metrics["params"]["trainable"] < metrics["params"]["total"]
     assert metrics["timing"]["peak_memory_mb"] > 0 and metrics["artifact_bytes"] > 0
     assert metrics["data"]["fingerprint"]
+
+
+def test_saved_test_probabilities_give_back_every_row(tiny_run):
+    """test_probs.safetensors holds each row's test probabilities: paired comparisons later need no re-scoring."""
+    from textlora.metrics import classification_metrics
+
+    run = open_run(tiny_run)
+    record, probs = run.record(), run.test_probs()
+    assert set(probs) == {"labels", "tfidf", "nbsvm", "pre_adaptation", "finetuned", "ensemble"}
+    for key, name, row in record.rows():
+        again = classification_metrics(probs["labels"], probs[key], run.label_names)
+        assert again["accuracy"] == row["accuracy"] and again["loss"] == pytest.approx(row["loss"], abs=1e-12), name
 
 
 def test_lora_trainable_parameters_counted_exactly(tiny_run):

@@ -95,6 +95,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
          main: bool, callbacks: tuple = ()) -> RunRecord | None:
     import numpy as np
 
+    from textlora.audit import audit_splits
     from textlora.calibration import apply_temperature, calibration_metrics, fit_temperature, reliability_bins
     from textlora.card import model_card
     from textlora.classical import fit_classical
@@ -102,7 +103,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
     from textlora.models import build_model, check_max_length, load_tokenizer, resolve_model_source, resolve_objective
     from textlora.predict import base_signature, load_run_model
-    from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, ROW_NAMES, SHIP_FILE, RunDir
+    from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, PROBS_FILE, ROW_NAMES, SHIP_FILE, RunDir
     from textlora.ship import (blend, choose_ensemble, choose_ship, plan_dict, resolve_select_metric, score)
     from textlora.train import train_model
 
@@ -145,8 +146,12 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         say(f"truncation: auto -> {truncation} ({lengths.get('truncated_share', 0):.1%} of the training texts are "
             f"longer than {cfg.model.max_length} tokens; head_tail above {AUTO_HEAD_TAIL_SHARE:.0%})")
     say(f"selection metric (validation rows): {select_metric}")
+    audit = audit_splits(splits, n_candidates=5, seed=cfg.seed) if main else None
+    for line in audit.lines() if audit is not None and not quiet else ():
+        say(line)
 
-    data_summary = {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits)}
+    data_summary = {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits),
+                    "audit": audit.as_dict() if audit is not None else None}
     test_texts, test_labels = list(splits.test["text"]), splits.test["label"].to_numpy()
     val_texts, val_labels = list(splits.validation["text"]), splits.validation["label"].to_numpy()
     test_probs: dict[str, np.ndarray] = {}
@@ -238,6 +243,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     for needed in {ship.get("partner")} - {None}:
         classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
     write_json(work_dir / SHIP_FILE, ship)
+    save_test_probs(work_dir / PROBS_FILE, test_labels, test_probs)
 
     rows = {**baselines, "finetuned": final, **({"ensemble": ensemble_row} if ensemble_row else {})}
     comparisons = compare_rows(test_labels, test_probs, rows, kind, classical_val, objective, select_metric,
@@ -276,6 +282,15 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     return record
 
 
+def save_test_probs(path: Path, labels, probs: dict[str, Any]) -> None:
+    """Every row's test probabilities beside the labels (safetensors: no pickle)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"labels": np.asarray(labels, dtype=np.int64),
+               **{k: np.ascontiguousarray(v, dtype=np.float64) for k, v in probs.items()}}, str(path))
+
+
 def scored_row(labels, probs, label_names: list[str]) -> dict[str, Any]:
     """Every metric of one row, with its calibration (ECE, Brier) beside them."""
     from textlora.calibration import calibration_metrics
@@ -290,8 +305,9 @@ def scored_row(labels, probs, label_names: list[str]) -> dict[str, Any]:
 def compare_rows(labels, probs: dict, rows: dict[str, dict[str, Any]], shipped: str, classical_val: dict,
                  objective: str, metric: str, val_labels, label_names: list[str], seed: int) -> list[dict[str, Any]]:
     """Intervals on every row (paired bootstrap, the same resampled test rows for all) and the
-    verdicts: fine-tuned against each baseline, and what ships against the best classical row
-    (best on validation: the bar), when those differ."""
+    verdicts: fine-tuned against each baseline, and what ships (when it is not the fine-tuned
+    model) against each other baseline; `bar` marks the comparisons with the classical row that
+    was best on the validation rows."""
     from textlora.runs import row_name
     from textlora.ship import max_by, score
     from textlora.stats import bootstrap_intervals, compare
@@ -301,15 +317,18 @@ def compare_rows(labels, probs: dict, rows: dict[str, dict[str, Any]], shipped: 
         row["intervals"] = {m: (list(v) if v is not None else None) for m, v in intervals[key].items()}
     names = {k: row_name(k, objective) for k in rows}
     names["finetuned"] = "fine-tuned"
-    pairs = [("finetuned", k) for k in rows if k not in ("finetuned", "ensemble")]
-    if classical_val:
-        bar = max_by(metric, {k: score(metric, val_labels, p, label_names) for k, p in classical_val.items()})
-        if shipped not in ("finetuned", bar):
-            pairs.append((shipped, bar))
+    baselines = [k for k in rows if k not in ("finetuned", "ensemble")]
+    pairs = [("finetuned", k) for k in baselines]
+    if shipped != "finetuned":  # what ships, against every other baseline too
+        pairs += [(shipped, k) for k in baselines if k != shipped]
+    bar = max_by(metric, {k: score(metric, val_labels, p, label_names) for k, p in classical_val.items()}) \
+        if classical_val else None
     out = []
     for a, b in pairs:
-        comparison = compare(labels, probs[a], probs[b], names[a], names[b], seed=seed)
-        out.append({**comparison.as_dict(), "a": a, "b": b, "verdict": comparison.verdict})
+        name_a = names[a] if a == "finetuned" else f"shipped ({names[a]})"
+        comparison = compare(labels, probs[a], probs[b], name_a, names[b], seed=seed)
+        # `bar`: b is the best classical row on the validation rows, the one to beat.
+        out.append({**comparison.as_dict(), "a": a, "b": b, "bar": b == bar, "verdict": comparison.verdict})
     return out
 
 

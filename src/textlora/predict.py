@@ -127,6 +127,9 @@ def _as_classifier(run: RunDir, model):
     return LabelWordClassifier(model, run.info["prompt"]["targets"])
 
 
+COMPONENTS = ("shipped", "finetuned")
+
+
 def shipped_kind(run: RunDir) -> str:
     """finetuned | ensemble | tfidf | nbsvm: what the run ships (runs without ship.json: finetuned)."""
     return (run.json_file(SHIP_FILE) or {}).get("kind", "finetuned")
@@ -161,18 +164,23 @@ class Predictor:
 
     @classmethod
     def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64,
-                 trust_remote_code: bool = False, precision: str = "fp32", calibrated: bool = True) -> "Predictor":
+                 trust_remote_code: bool = False, precision: str = "fp32", calibrated: bool = True,
+                 component: str = "shipped") -> "Predictor":
         """`precision`: fp32 (default: the probabilities the run's metrics came from), bf16, or auto.
-        `calibrated`: divide the fine-tuned logits by the run's temperature (default)."""
+        `calibrated`: divide the fine-tuned logits by the run's temperature (default).
+        `component`: shipped (what ship.json says, default) or finetuned (the adapted model alone)."""
         inference_precision(precision)  # a bad value fails before minutes of loading
+        if component not in COMPONENTS:
+            raise TextloraError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
         run = open_run(path)
         model = None
-        if needs_neural_model(run):
+        if component == "finetuned" or needs_neural_model(run):
             model = load_run_model(run, base_model, trust_remote_code=trust_remote_code, precision=precision)
-        return cls.for_model(run, model, batch_size, calibrated)
+        return cls.for_model(run, model, batch_size, calibrated, component)
 
     @classmethod
-    def for_model(cls, run: RunDir, model, batch_size: int = 64, calibrated: bool = True) -> "Predictor":
+    def for_model(cls, run: RunDir, model, batch_size: int = 64, calibrated: bool = True,
+                  component: str = "shipped") -> "Predictor":
         """The run's tokenizer, labels, preprocessing and shipped combination around an already loaded
         model (serve.py shares one base model between the predictors of several adapters)."""
         from textlora.models import load_tokenizer
@@ -188,6 +196,8 @@ class Predictor:
 
             prompt = Prompt(template=run.info["prompt"]["template"], words=run.info["prompt"]["words"])
         ship = run.json_file(SHIP_FILE) or {"kind": "finetuned"}
+        if component == "finetuned":
+            ship = {"kind": "finetuned"}
         temperature = float((run.json_file(CALIBRATION_FILE) or {}).get("temperature", 1.0)) if calibrated else 1.0
         classical, weight = None, 1.0
         if ship["kind"] != "finetuned":

@@ -37,6 +37,9 @@ from textlora.errors import TextloraError
 RUN_MARKER = "run.json"
 FORMAT = 2
 SHIP_FILE = "ship.json"
+PROBS_FILE = "test_probs.safetensors"
+"""Every row's probabilities on the test rows (and the labels), so that any later comparison
+(compare, report, benchmarks) is a paired test on the same rows without scoring them again."""
 CALIBRATION_FILE = "calibration.json"
 CLASSICAL_DIR = "classical"
 
@@ -166,6 +169,15 @@ class RunDir:
             return RunRecord.from_dict(json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             raise TextloraError(f"{path} is missing or corrupt; re-train this run") from None
+
+    def test_probs(self) -> dict[str, Any]:
+        """{"labels": (n,), row key: (n, classes)} of the test rows, as the run scored them."""
+        from safetensors.numpy import load_file
+
+        path = self.path / PROBS_FILE
+        if not path.is_file():
+            raise TextloraError(f"run {str(self.path)!r} has no {PROBS_FILE}; re-train it with this textlora")
+        return load_file(str(path))
 
     def json_file(self, name: str) -> dict[str, Any] | None:
         """A small JSON file of the run folder (ship.json, calibration.json), or None."""
