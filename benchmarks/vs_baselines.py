@@ -4,11 +4,9 @@
     python benchmarks/vs_baselines.py                         # the real run, on a quiet machine
     python benchmarks/vs_baselines.py --datasets demo --budget-minutes 1 --test-rows 60 --out /tmp/vs.json  # dry run
 
-Time on 2 CPU cores (estimated from benchmarks/results/imdb_accuracy.json, not measured whole):
-two 15-minute training budgets per dataset (textlora, SetFit) plus scoring. IMDB is the long one,
-~75 min: four passes over its 25,000 test reviews at ~10 min each (the untrained model, the run's
-own, this script's re-scoring, SetFit's). AG News, DrugLib and the demo take ~35 min each; about
-3 hours in all. --datasets runs a subset (into its own --out).
+Time on 2 CPU cores: two training budgets per dataset (textlora, SetFit) plus scoring. IMDB is
+the long one: three passes over its 25,000 test reviews (the untrained model, the run's own,
+SetFit's) at several minutes each. --datasets runs a subset (into its own --out).
 
 Data: IMDB trains on 3,000 reviews of its train split (the 300 validation rows are carved from the
 rest) and is tested on all 25,000; AG News on its 5,000 (500 of them carved off for validation),
@@ -22,16 +20,10 @@ Per dataset, one after the other (never in parallel):
    TF-IDF + LR, NBSVM, pre-adaptation, fine-tuned (calibrated), ensemble and shipped, each with
    its 95 % paired-bootstrap intervals on the test rows. Validation rows are carved from the
    training split by the pipeline; the test split chooses nothing.
-2. the probabilities needed for paired tests, re-created outside the run (a run folder keeps
-   its models, not its test probabilities): the test rows by textlora.data.load_splits with the
-   run's data settings and seed (the same rows: checked against the run's data fingerprint); the
-   classical rows by textlora.classical.fit_classical on the same training rows with the same
-   seed (deterministic, so the same models: their test metrics are checked against the run's);
-   the fine-tuned, ensemble and shipped rows from the run folder (its merged fp32 model, its
-   temperature, ship.json and the classical model saved with it, exactly what Predictor.from_run
-   loads), also checked against the run's rows. The pre-adaptation row's probabilities are not
-   re-created (one more pass of the untrained model over the test set): its figures come from
-   the run record and it has no p-value.
+2. the probabilities needed for paired tests: the run folder keeps every row's test
+   probabilities (test_probs.safetensors), so nothing is scored twice; the test rows SetFit sees
+   come from textlora.data.load_splits with the run's settings and seed (checked against the
+   run's data fingerprint and labels).
 3. SetFit (setfit 1.2, the `bench` extra) on the same training rows (not the validation rows:
    SetFit with its defaults selects nothing), starting from the same packaged all-MiniLM-L6-v2
    (a complete sentence-transformers folder), with its documented defaults (CosineSimilarityLoss
@@ -124,55 +116,15 @@ def settings(key: str, args) -> dict[str, Any]:
 # --------------------------------------------------------------------------- probabilities
 
 
-def recreate_probs(run_dir: Path, record, splits, seed: int, say: Say) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Test probabilities of the classical, fine-tuned, ensemble and shipped rows, and the checks
-    that they are the run's own (metrics equal to the run record's)."""
-    from textlora.classical import fit_classical
-    from textlora.metrics import classification_metrics
-    from textlora.predict import Predictor, load_run_model
-    from textlora.runs import CLASSICAL_ROWS, open_run
-    from textlora.ship import blend
+def saved_probs(run_dir: Path, record) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every row's test probabilities as the run scored them (test_probs.safetensors), with the
+    shipped row's: no second pass over the test rows."""
+    from textlora.runs import open_run
 
-    names = splits.label_names
-    texts, labels = list(splits.test["text"]), splits.test["label"].to_numpy()
-    probs: dict[str, np.ndarray] = {}
-    for kind in CLASSICAL_ROWS:
-        if kind in record.baselines:
-            say(f"re-fitting {kind} on the {len(splits.train)} training rows (seed {seed}) ...")
-            model = fit_classical(kind, splits.train["text"], splits.train["label"], len(names), seed)
-            probs[kind] = model.predict_proba(texts)
-
-    run = open_run(run_dir)
-    say(f"scoring the run's fine-tuned model on {len(texts)} test rows ...")
-    model = load_run_model(run)  # fp32, adapter merged: what Predictor.from_run loads by default
-    shipped = Predictor.for_model(run, model)  # the run's tokenizer, truncation, temperature and ship.json
-    # The fine-tuned model alone (with its temperature), whatever ships. load_splits already cleaned
-    # the texts (clean=False): cleaning twice could decode an entity twice.
-    finetuned = Predictor(model, shipped.tokenizer, run.label_names, shipped.model_cfg, clean=False,
-                          prompt=shipped.prompt, temperature=shipped.temperature)
-    probs["finetuned"] = finetuned.predict_probs(texts)
-    if record.ensemble:
-        partner, weight = record.ensemble["partner"], float(record.ensemble["weight"])
-        probs["ensemble"] = blend(probs["finetuned"], probs[partner], weight)
-    # What predict / serve run: the fine-tuned model, its blend with the classical model saved in
-    # the run folder, or that classical model alone (Predictor.predict_probs, without a second pass).
-    if shipped.classical is None:
-        probs["shipped"] = probs["finetuned"]
-    else:
-        saved = shipped.classical.predict_proba(texts)
-        probs["shipped"] = saved if shipped.model is None else blend(probs["finetuned"], saved, shipped.weight)
-
-    expected = {**record.baselines, "finetuned": record.final, "shipped": record.shipped_row,
-                **({"ensemble": record.ensemble} if record.ensemble else {})}
-    checks = {}
-    for key, p in probs.items():
-        mine = classification_metrics(labels, p, names)
-        theirs = expected[key]
-        checks[key] = {m: {"run": theirs.get(m), "recreated": mine.get(m)} for m in ("accuracy", "f1_macro")}
-        checks[key]["same"] = all(_close(mine.get(m), theirs.get(m)) for m in ("accuracy", "f1_macro"))
-        if not checks[key]["same"]:
-            say(f"WARNING: the re-created {key} row differs from the run's: {checks[key]}")
-    return probs, checks
+    probs = open_run(run_dir).test_probs()
+    labels = probs.pop("labels")
+    probs["shipped"] = probs[record.shipped_kind]
+    return probs, labels
 
 
 def _close(a, b, tolerance: float = 1e-9) -> bool:
@@ -318,13 +270,12 @@ def benchmark_dataset(key: str, args, runs_dir: Path, say: Say) -> dict[str, Any
     run_dir = run_experiment(cfg, overwrite=True, quiet=True, say=lambda line: say("  " + line))
     record = open_run(run_dir).record()
 
-    splits = load_splits(cfg.data, cfg.seed)  # the run's rows: same settings, same seed
+    splits = load_splits(cfg.data, cfg.seed)  # the run's rows (for SetFit): same settings, same seed
     same_rows = fingerprint(splits) == record.data.get("fingerprint")
     if not same_rows:
         say("WARNING: load_splits gave other rows than the run used (data fingerprints differ)")
-    labels = splits.test["label"].to_numpy()
-    probs, checks = recreate_probs(run_dir, record, splits, cfg.seed, say)
-    checks["same_rows"] = same_rows
+    probs, labels = saved_probs(run_dir, record)
+    checks = {"same_rows": same_rows, "same_labels": bool(np.array_equal(labels, splits.test["label"].to_numpy()))}
 
     setfit_info: dict[str, Any]
     skip = setfit_skip_reason(args)
@@ -491,8 +442,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     out.append("")
     out.append("Intervals: 95 % paired bootstrap over the test rows (1,000 resamples, the same rows for every model). "
                "p: each row against the bar, the classical row that scores best on the validation rows; McNemar's "
-               "exact test for accuracy, the paired bootstrap for macro F1. The pre-adaptation row has no p-value "
-               "and no ECE interval (its probabilities are not re-created). Goals: the shipped model against the bar "
+               "exact test for accuracy, the paired bootstrap for macro F1. Goals: the shipped model against the bar "
                "and SetFit on the headline metric (pt = percentage points; significant at p < 0.05).")
     return "\n".join(out)
 
