@@ -200,6 +200,8 @@ def test_label_word_run_exports_its_merged_language_model(tiny_t5_dir, reviews_c
     assert words["label_names"] == ["negative", "positive"] and "{text}" in words["template"]
     lm = AutoModelForSeq2SeqLM.from_pretrained(str(out))
     predictor = Predictor.from_run(run)
+    temperature = json.loads((out / "calibration.json").read_text())["temperature"]  # travels with the export
+    assert temperature == predictor.temperature
     exported = Predictor(LabelWordClassifier(lm, words["target_ids"]), predictor.tokenizer, predictor.label_names,
-                         predictor.model_cfg, prompt=predictor.prompt)
+                         predictor.model_cfg, prompt=predictor.prompt, temperature=temperature)
     np.testing.assert_allclose(exported.predict_probs(TEXTS), predictor.predict_probs(TEXTS), atol=1e-5, rtol=0)

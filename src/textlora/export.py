@@ -10,7 +10,9 @@ saved as a transformers folder (safetensors) with the trained head and the
 label names (id2label / label2id), plus the tokenizer. Full and head runs
 already ship a whole model, which is copied as it is.
 --adapter: the PEFT folder (adapter_config.json + adapter_model.safetensors,
-head included), the classification config beside it and the tokenizer.
+head included), the classification config beside it, the tokenizer and the
+model card as README.md (card.py: YAML metadata the hub reads), ready for
+`huggingface_hub.upload_folder(repo_id=..., folder_path=OUT)`.
 
 Both are written to a hidden sibling of OUT and renamed into place at the
 end, so a failure leaves nothing half-written.
@@ -25,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from textlora.errors import TextloraError
+from textlora.runs import CALIBRATION_FILE
 
 KINDS = ("merged", "adapter")
 
@@ -63,6 +66,13 @@ def _save_merged(run, out: Path, base_model: str | None) -> None:
     model.save_pretrained(str(out), safe_serialization=True)
 
 
+def _adapter_card(run) -> str:
+    from textlora.card import model_card
+    from textlora.config import config_from_dict
+
+    return model_card(config_from_dict(run.config()), run.info, run.record(), where="artifact")
+
+
 def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overwrite: bool = False,
                base_model: str | None = None) -> Path:
     """Write the run's merged model or its adapter (with tokenizer and labels) to `out`; returns `out`."""
@@ -87,12 +97,19 @@ def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overw
         else:
             _save_merged(run, temporary, base_model)
         _copy_files(run.path / "tokenizer", temporary)
+        if (run.path / CALIBRATION_FILE).is_file():
+            # The temperature travels with the model: divide the logits by it before the softmax.
+            shutil.copy2(run.path / CALIBRATION_FILE, temporary / CALIBRATION_FILE)
         if run.info.get("prompt"):
             # A label-word model classifies by scoring these words after this prompt.
             prompt = run.info["prompt"]
             (temporary / "label_words.json").write_text(json.dumps(
                 {"label_names": run.label_names, "template": prompt.get("template"), "words": prompt.get("words"),
                  "target_ids": prompt.get("targets")}, indent=2) + "\n")
+        if kind == "adapter":
+            # The hub's model card, regenerated from the run record: the folder is ready for
+            # huggingface_hub.upload_folder, and an older run's peft template never ships.
+            (temporary / "README.md").write_text(_adapter_card(run))
         if not any(temporary.glob("*.safetensors")) or any(temporary.glob("*.bin")):
             raise RuntimeError(f"export of {run.path} wrote no safetensors weights (or pickled ones); please report it")
         finish_run(temporary, out)  # an overwritten export is removed only after the new one is in place
@@ -118,8 +135,9 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"{auto_class}.from_pretrained({str(written)!r}) and AutoTokenizer"
               + ("; it classifies by scoring the words in label_words.json after its prompt" if label_words else ""))
     else:
-        print(f"adapter written to {written} ({size:.2f} MiB); load it with peft's PeftModel.from_pretrained on the "
-              f"base model built with AutoConfig.from_pretrained({str(written)!r})")
+        print(f"adapter written to {written} ({size:.2f} MiB, model card in README.md); load it with peft's "
+              f"PeftModel.from_pretrained on the base model built with AutoConfig.from_pretrained({str(written)!r}); "
+              f"share it with `hf upload YOUR_NAME/REPO {written}`")
     return 0
 
 

@@ -114,11 +114,95 @@ def quiet_loading():
         logging.set_verbosity(before)
 
 
-def _hub_error(name: str, err: Exception) -> TextloraError:
+def _hub_error(name: str, err: Exception, kind: str = "model") -> TextloraError:
+    """One line for a `kind` (model | dataset) that would not load, naming the fix: a hub id that
+    does not exist, a gated or private repo (log in), an unreachable hub, or the library's own words.
+
+    The hub libraries re-wrap huggingface_hub's errors (transformers in an OSError `from` them,
+    datasets in a DatasetNotFoundError that keeps only their words), so the whole chain is read.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    try:
+        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
+                                            RepositoryNotFoundError, RevisionNotFoundError)
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        GatedRepoError = HfHubHTTPError = OfflineModeIsEnabled = RepositoryNotFoundError = RevisionNotFoundError = ()
+
+    def found(types) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    text = " ".join(str(e) for e in chain)
+    status = next((e.response.status_code for e in chain
+                   if isinstance(e, HfHubHTTPError) and getattr(e, "response", None) is not None), None)
+    flag, local = ("--data", "a local file or folder") if kind == "dataset" else ("--model", "a local folder")
+    page = f"https://huggingface.co/{'datasets/' if kind == 'dataset' else ''}{name}"
+    login = "log in with `hf auth login` (or set HF_TOKEN)"
+    if found(GatedRepoError) or "is a gated dataset" in text:
+        return TextloraError(f"hub {kind} {name!r} is gated: accept its conditions at {page}, then {login}; "
+                             f"or give {local} with {flag}")
+    if found(RevisionNotFoundError) or ("Revision '" in text and "doesn't exist" in text):
+        return TextloraError(f"hub {kind} {name!r} has no such revision; check the revision, or give {local} with {flag}")
+    if found(RepositoryNotFoundError) or "doesn't exist on the Hub" in text or "not a valid model identifier" in text:
+        return TextloraError(f"hub {kind} {name!r} was not found; check the id (a private one needs "
+                             f"`hf auth login` or HF_TOKEN), or give {local} with {flag}")
+    if status in (401, 403):
+        return TextloraError(f"the hub refused {kind} {name!r} (HTTP {status}): it is private or gated; {login} "
+                             f"with an account that can read it, or give {local} with {flag}")
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if found(OfflineModeIsEnabled) or "Couldn't reach" in text or "couldn't connect" in text.lower():
+        return TextloraError(f"could not reach the hub for {kind} {name!r} ({first}); check your network (or unset "
+                             f"HF_HUB_OFFLINE), or give {local} with {flag}")
     return TextloraError(
-        f"could not load model {name!r} ({first}); check the id and your network, or give a local folder with --model"
+        f"could not load {kind} {name!r} ({first}); check the id and your network, or give {local} with {flag}"
     )
+
+
+# Families whose learned position embeddings start after the padding index
+# (RoBERTa's create_position_ids_from_input_ids): two of their
+# max_position_embeddings rows are never a text position (514 -> 512 tokens).
+POSITION_OFFSET_FAMILIES = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet",
+                            "roberta-prelayernorm", "data2vec-text", "ibert", "luke", "xmod")
+# Config keys of positions that are computed, not looked up (rotary): no hard length limit.
+ROTARY_KEYS = ("rope_parameters", "rope_theta", "rotary_dim", "rotary_pct", "rotary_emb_base")
+
+
+def position_limit(config) -> int | None:
+    """Tokens a model can read at once, or None where positions are relative or computed.
+
+    Learned absolute position embeddings (BERT, RoBERTa, DistilBERT, GPT-2) have
+    one row per position: a longer input indexes past the table and fails deep
+    inside the forward pass. T5 (relative buckets), Bloom (ALiBi) and rotary
+    models (Llama, ModernBERT) have no such table.
+    """
+    if any(getattr(config, key, None) is not None for key in ROTARY_KEYS) or getattr(config, "alibi", False):
+        return None
+    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v3: relative positions only
+        return None
+    limit = getattr(config, "max_position_embeddings", None)  # GPT-2 maps it to n_positions
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        return None  # T5: relative attention buckets
+    return limit - (2 if getattr(config, "model_type", "") in POSITION_OFFSET_FAMILIES else 0)
+
+
+def check_max_length(cfg: Config, source: str) -> None:
+    """model.max_length must fit the model's position embeddings; fails before any data is read."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from None
+    limit = position_limit(config)
+    if limit is not None and cfg.model.max_length > limit:
+        raise TextloraError(
+            f"model.max_length {cfg.model.max_length} is more than {cfg.model.name!r} can read "
+            f"({limit} positions); set model.max_length to {limit} or less, and for longer texts use "
+            "model.truncation: head_tail (start and end) or chunks (windows, averaged)"
+        )
 
 
 def load_tokenizer(source: str, trust_remote_code: bool = False):
@@ -258,12 +342,20 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], o
             ffn_names = ("dense", "output.dense", "fc1", "fc2", "lin1", "lin2", "wo", "down_proj", "mlp.c_proj",
                          "dense_4h_to_h", "ffn_output", "w2")
             feedforward = [t for t in (targets if isinstance(targets, list) else []) if t in ffn_names]
+        # peft's generic unload (BaseTuner._replace_module, which IA3 uses and LoRA
+        # overrides) copies `.weight` from every modules_to_save wrapper it unwraps:
+        # a wrapped container such as BERT's pooler or RoBERTa's classifier head has
+        # none, and merge_and_unload fails with "'BertPooler' object has no attribute
+        # 'weight'". So (IA)^3 saves the weight-holding modules inside a container
+        # instead (pooler -> pooler.dense), and for a classifier skips peft's SEQ_CLS
+        # task type, whose only addition is to re-append the containers "classifier"
+        # and "score" to modules_to_save (the head is in modules_to_save already).
         return peft.IA3Config(
-            task_type=PEFT_TASK_TYPES[objective],
+            task_type=None if objective == "classifier" else PEFT_TASK_TYPES[objective],
             target_modules=targets,
             feedforward_modules=feedforward,
             exclude_modules=lora.exclude_modules,
-            modules_to_save=modules_to_save or None,
+            modules_to_save=weight_holders(model, modules_to_save) or None,
         )
     targets = target_modules_for(model, lora)
     return peft.LoraConfig(
@@ -279,6 +371,21 @@ def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], o
         init_lora_weights="pissa" if method == "pissa" else True,
         modules_to_save=modules_to_save or None,
     )
+
+
+def weight_holders(model: nn.Module, names: list[str]) -> list[str]:
+    """Module names with every container (a module without a `weight` of its own) replaced by
+    the weight-holding modules inside it: ["classifier", "pooler"] -> ["classifier", "pooler.dense"]."""
+    out: list[str] = []
+    for name in names:
+        found = [module for full, module in model.named_modules() if full == name or full.endswith("." + name)]
+        if not found or any(hasattr(module, "weight") for module in found):
+            out.append(name)  # a layer (or nothing: peft reports what matches nothing)
+            continue
+        for module in found:
+            holders = {sub for sub, child in module.named_modules() if sub and hasattr(child, "weight")}
+            out += [f"{name}.{sub}" for sub in outermost(holders)]  # a weight inside one travels with it
+    return list(dict.fromkeys(out))
 
 
 def outermost(names: set[str]) -> list[str]:

@@ -271,6 +271,8 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     )
     write_json(work_dir / "metrics.json", record.to_dict())
     (work_dir / "README.md").write_text(model_card(cfg, info, record))
+    # The same card in the artifact folder (peft's own is a template of "More Information Needed").
+    (work_dir / artifact / "README.md").write_text(model_card(cfg, info, record, where="artifact"))
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     for scratch in ("evaluations.journal.json", "selection.json", "budget.json"):
         (work_dir / scratch).unlink(missing_ok=True)
