@@ -20,8 +20,35 @@ import yaml
 
 from textlora.errors import TextloraError
 
-METHODS = ("lora", "rslora", "dora", "loraplus", "pissa", "ia3", "full", "head")
-ADAPTER_METHODS = ("lora", "rslora", "dora", "loraplus", "pissa", "ia3")
+@dataclass(frozen=True)
+class MethodTraits:
+    """What a method is, in one place: every reader (models, params, report, pipeline) asks here."""
+
+    adapter: bool
+    """A peft adapter on a frozen base (the run ships adapter/); else the whole model ships (model/)."""
+    uses_rank: bool
+    """lora.r and lora.alpha apply (LoRA and its relatives; not IA3, full or head)."""
+    learning_rate: float
+    """Default learning rate when train.learning_rate is null."""
+    merges: bool
+    """Can be folded into the base weights for inference (peft merge_and_unload)."""
+
+
+METHOD_TRAITS: dict[str, MethodTraits] = {
+    "lora": MethodTraits(adapter=True, uses_rank=True, learning_rate=5e-4, merges=True),
+    "rslora": MethodTraits(adapter=True, uses_rank=True, learning_rate=5e-4, merges=True),
+    "dora": MethodTraits(adapter=True, uses_rank=True, learning_rate=5e-4, merges=True),
+    "loraplus": MethodTraits(adapter=True, uses_rank=True, learning_rate=5e-4, merges=True),
+    "pissa": MethodTraits(adapter=True, uses_rank=True, learning_rate=5e-4, merges=True),
+    "ia3": MethodTraits(adapter=True, uses_rank=False, learning_rate=3e-3, merges=True),
+    "full": MethodTraits(adapter=False, uses_rank=False, learning_rate=3e-5, merges=False),
+    "head": MethodTraits(adapter=False, uses_rank=False, learning_rate=1e-3, merges=False),
+}
+METHODS = tuple(METHOD_TRAITS)
+ADAPTER_METHODS = tuple(m for m, t in METHOD_TRAITS.items() if t.adapter)
+RANKED_METHODS = tuple(m for m, t in METHOD_TRAITS.items() if t.uses_rank)
+LORA_BIASES = ("none", "all", "lora_only")
+REPORT_TO = ("none", "tensorboard", "mlflow")
 TRUNCATION_STRATEGIES = ("auto", "head", "head_tail", "chunks")
 OBJECTIVES = ("auto", "classifier", "label_words")
 SELECT_METRICS = ("auto", "accuracy", "f1_macro", "roc_auc", "loss")
@@ -44,14 +71,17 @@ class DataConfig:
     subset: str | None = None
     """Hub dataset configuration name (the second argument of datasets.load_dataset)."""
     train_split: str = "train"
+    """Split that training rows (and carved validation / test rows) come from."""
     validation_split: str | None = None
     """Split used for per-epoch evaluation; carved from train when absent."""
     test_split: str | None = "test"
     """Held-out split for the final table; carved from train when the source has none."""
     text_column: str = "text"
+    """Column holding the text (unless text_template joins several)."""
     text_template: str | None = None
     """Joins several columns, e.g. "{benefitsReview} {commentsReview}"; overrides text_column."""
     label_column: str = "label"
+    """Column holding the label: class ids, class names, or numbers for label_bins."""
     label_names: list[str] | None = None
     """Class names in label-id order; default: sorted unique labels (or the hub's names)."""
     label_bins: dict[str, list] | None = None
@@ -69,6 +99,7 @@ class DataConfig:
     test_size: float = 0.2
     """Test rows carved from train when the source has no test split: a fraction (<1) or a count."""
     stratify: bool = True
+    """Keep class proportions when sampling n_train / n_eval and carving validation / test rows."""
     oversample: Union[str, int, None] = None
     """Random oversampling of the training rows only: "majority" (every class up to the largest)
     or N (every class up to N rows); seeded. Validation and test rows are never touched."""
@@ -221,9 +252,11 @@ class LoraSettings:
     alpha: float = 16
     """Scaling: the update is multiplied by alpha / r (alpha / sqrt(r) with rslora)."""
     dropout: float = 0.1
+    """Dropout on the adapter's input (LoRA), in [0, 1)."""
     target_modules: Union[list[str], str, None] = None
     """Module names to adapt, or "all-linear"; null = the preset for the architecture."""
     exclude_modules: list[str] | None = None
+    """Module names never adapted, even when target_modules (or all-linear) matches them."""
     bias: str = "none"
     """none | all | lora_only: which biases train."""
     modules_to_save: list[str] | None = None
@@ -238,8 +271,8 @@ class LoraSettings:
             raise TextloraError(f"lora.alpha must be > 0, got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise TextloraError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if self.bias not in ("none", "all", "lora_only"):
-            raise TextloraError(f"lora.bias must be none, all or lora_only, got {self.bias!r}")
+        if self.bias not in LORA_BIASES:
+            raise TextloraError(f"lora.bias must be {', '.join(LORA_BIASES[:-1])} or {LORA_BIASES[-1]}, got {self.bias!r}")
         if self.loraplus_lr_ratio <= 0:
             raise TextloraError(f"lora.loraplus_lr_ratio must be > 0, got {self.loraplus_lr_ratio}")
         if isinstance(self.target_modules, list) and not self.target_modules:
@@ -251,13 +284,19 @@ class TrainConfig:
     """The optimisation loop (run by the transformers Trainer)."""
 
     epochs: float = 3
+    """Passes over the training rows; a fraction ends mid-epoch. Replaced by budget_minutes when set."""
     learning_rate: float | None = None
     """null = a default for the method: 5e-4 adapters, 3e-5 full, 1e-3 head, 3e-3 ia3."""
     batch_size: int = 16
+    """Training rows per optimizer step (per process; times gradient_accumulation_steps)."""
     eval_batch_size: int = 64
+    """Rows per forward pass when scoring validation and test rows."""
     weight_decay: float = 0.01
+    """AdamW weight decay of the trained parameters."""
     warmup_ratio: float = 0.06
+    """Share of the optimizer steps over which the learning rate rises linearly from 0; then it decays linearly to 0."""
     gradient_accumulation_steps: int = 1
+    """Batches whose gradients add up before each optimizer step (a larger effective batch in the same memory)."""
     group_by_length: bool = True
     """Batch texts of similar length together so little compute goes to padding."""
     class_weights: Union[str, list[float], None] = None
@@ -314,8 +353,8 @@ class TrainConfig:
             raise TextloraError(f"train.budget_minutes must be > 0 (minutes of training) or null, got {self.budget_minutes}")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise TextloraError(f"train.eval_steps must be >= 1 or null (every epoch), got {self.eval_steps}")
-        if self.report_to not in ("none", "tensorboard", "mlflow"):
-            raise TextloraError(f"train.report_to must be none, tensorboard or mlflow, got {self.report_to!r}")
+        if self.report_to not in REPORT_TO:
+            raise TextloraError(f"train.report_to must be {', '.join(REPORT_TO[:-1])} or {REPORT_TO[-1]}, got {self.report_to!r}")
 
 
 @dataclass(frozen=True)
@@ -325,7 +364,9 @@ class Config:
     name: str = "run"
     """Run folder name under output_dir."""
     seed: int = 42
+    """Seeds sampling, splits, model initialisation, batch order and the bootstrap: same seed, same numbers on CPU."""
     output_dir: str = "runs"
+    """Folder that holds run folders (runs/<name>/)."""
     method: str = "lora"
     """lora | rslora | dora | loraplus | pissa | ia3 | full | head."""
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
@@ -337,10 +378,15 @@ class Config:
     validation rows), or best (whichever of fine-tuned, ensemble and the classical rows scores best
     on the validation rows by train.select_metric)."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Where the rows come from (data:)."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The backbone and its tokenizer (model:)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    """Prompt and label words of model.objective: label_words (prompt:)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
+    """Options of the adapter methods (lora:)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimisation loop and what it selects (train:)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -361,7 +407,7 @@ class Config:
         """The learning rate in force: the recipe's, or the method's default."""
         if self.train.learning_rate is not None:
             return self.train.learning_rate
-        return {"full": 3e-5, "head": 1e-3, "ia3": 3e-3}.get(self.method, 5e-4)
+        return METHOD_TRAITS[self.method].learning_rate
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from textlora.config import METHODS, Config, load_config
+from textlora.config import METHOD_TRAITS, METHODS, RANKED_METHODS, Config, load_config
 from textlora.errors import TextloraError
 
 # Architecture hyper-parameters of the models the seeds use, so `textlora params`
@@ -48,8 +48,6 @@ BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 
-RANKED_METHODS = ("lora", "rslora", "dora", "loraplus", "pissa")
-"""Methods whose size depends on lora.r (ia3, full and head have one count each)."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ def _adapted(model_config, cfg: Config, objective: str, raw: dict[str, Any]):
 
 def _targets_text(cfg: Config, model) -> str:
     """The adapted modules as the recipe names them, or as peft resolved a preset."""
-    if cfg.method in ("full", "head"):
+    if not METHOD_TRAITS[cfg.method].adapter:
         return "-"
     targets = cfg.lora.target_modules
     if targets is None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from textlora.compare import NOTE, ComparedRun, baseline_records, comparison_table, verdict_sections
+from textlora.config import ADAPTER_METHODS, RANKED_METHODS
 from textlora.errors import TextloraError
 from textlora.runs import CLASSICAL_ROWS, RunDir, RunRecord, is_run, open_run
 from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, epoch_cells, fixed, fmt, render
@@ -164,7 +165,7 @@ def run_row(run: Run, keys: list[str], metric: str) -> dict[str, Any]:
         "name": run.label,
         "values": {key: run.value(key) for key in keys},
         "method": method,
-        "r": run.value("lora.r") if method not in ("full", "head", "ia3") else None,
+        "r": run.value("lora.r") if method in RANKED_METHODS else None,
         "score": record.validation_score(metric),
         "test": final.get(metric),
         "test_interval": (final.get("intervals") or {}).get(metric),
@@ -568,10 +569,13 @@ def run_description(run: Run, row: dict[str, Any]) -> str:
     method = row["method"]
     parts = [f"`{run.info.get('base_model')}` + {method} on `{run.value('data.source')}` "
              f"({', '.join(run.record.label_names)})."]
-    if method not in ("full", "head", "ia3"):
-        targets = run.value("lora.target_modules")
+    targets = run.value("lora.target_modules")
+    targets = _plain(targets) if targets else "preset"
+    if method in RANKED_METHODS:
         parts.append(f"r={run.value('lora.r')}, alpha={_plain(run.value('lora.alpha'))}, "
-                     f"dropout={_plain(run.value('lora.dropout'))}, targets={_plain(targets) if targets else 'preset'}.")
+                     f"dropout={_plain(run.value('lora.dropout'))}, targets={targets}.")
+    elif method in ADAPTER_METHODS:  # IA3: scaling vectors, no rank
+        parts.append(f"targets={targets}.")
     lr = run.value("train.learning_rate")
     parts.append(f"{_plain(run.value('train.epochs'))} epoch(s), lr {_plain(lr) if lr is not None else 'method default'}, "
                  f"batch {run.value('train.batch_size')}.")
