@@ -67,14 +67,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _read_input_texts(path: str, column: str) -> list[str]:
-    from textlora.data import _read_table
+    from textlora.data import read_table
 
     file = Path(path)
     if not file.is_file():
         raise TextloraError(f"input file {path!r} does not exist; check the path")
     if file.suffix.lower() == ".txt":
         return [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    frame = _read_table(file)
+    frame = read_table(file)
     if column not in frame.columns:
         raise TextloraError(
             f"text column {column!r} not in {path}; pass --text-column, columns that exist: {', '.join(map(str, frame.columns))}"

@@ -67,7 +67,7 @@ class Splits:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
     kind = DATA_EXTENSIONS.get(path.suffix.lower())
     if kind is None:
         raise TextloraError(
@@ -113,7 +113,7 @@ def _split_of(stem: str) -> str | None:
 def _read_local(path: Path) -> dict[str, pd.DataFrame]:
     """A file is one pool of rows ("train"); a folder holds train/validation/test files."""
     if path.is_file():
-        return {"train": _read_table(path)}
+        return {"train": read_table(path)}
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in DATA_EXTENSIONS and p.is_file())
     if not files:
         raise TextloraError(
@@ -126,11 +126,11 @@ def _read_local(path: Path) -> dict[str, pd.DataFrame]:
             by_split.setdefault(split, []).append(file)
     if not by_split:
         if len(files) == 1:
-            return {"train": _read_table(files[0])}
+            return {"train": read_table(files[0])}
         raise TextloraError(
             f"folder {path} has {len(files)} data files but none is named train/validation/test; rename them"
         )
-    return {split: pd.concat([_read_table(f) for f in group], ignore_index=True) for split, group in by_split.items()}
+    return {split: pd.concat([read_table(f) for f in group], ignore_index=True) for split, group in by_split.items()}
 
 
 def _package_dir(package: str) -> Path:

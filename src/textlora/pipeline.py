@@ -102,8 +102,9 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     from textlora.evaluate import predict_logits
     from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
     from textlora.models import build_model, check_max_length, load_tokenizer, resolve_model_source, resolve_objective
-    from textlora.predict import base_signature, load_run_model
-    from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, PROBS_FILE, ROW_NAMES, SHIP_FILE, RunDir
+    from textlora.predict import load_run_model
+    from textlora.runs import (CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, PROBS_FILE, ROW_NAMES, SHIP_FILE,
+                               RunDir, base_signature)
     from textlora.ship import (blend, choose_ensemble, choose_ship, plan_dict, resolve_select_metric, score)
     from textlora.train import train_model
 

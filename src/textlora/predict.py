@@ -30,7 +30,7 @@ from textlora.errors import TextloraError
 from textlora.evaluate import predict_logits
 from textlora.metrics import softmax
 from textlora.precision import cast_for_inference, resolve_precision
-from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, open_run
+from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, base_signature, open_run
 from textlora.ship import blend
 
 
@@ -47,12 +47,6 @@ class Prediction:
 # Precision lives in precision.py (inference never imports the training code); these names stay
 # importable from here for callers of the predict API.
 inference_precision = resolve_precision
-
-
-def base_signature(config) -> dict[str, Any]:
-    """What must match between an adapter's base model and the one it is loaded on."""
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "d_model", "dim", "n_layers")
-    return {k: getattr(config, k) for k in keys if getattr(config, k, None) is not None}
 
 
 def _load_failed(what: Path, err: Exception) -> TextloraError:

@@ -190,6 +190,12 @@ class RunDir:
         return yaml.safe_load((self.path / "config.yaml").read_text())
 
 
+def base_signature(config) -> dict[str, Any]:
+    """run.json's base_signature: what must match between an adapter's base model and the one it is loaded on."""
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "d_model", "dim", "n_layers")
+    return {k: getattr(config, k) for k in keys if getattr(config, k, None) is not None}
+
+
 def open_run(path: str | Path) -> RunDir:
     """A finished run folder, or a one-line error saying what is wrong with it."""
     path = Path(path)
