@@ -78,6 +78,20 @@ def _one_class(tmp):
     return {"data.source": write_csv(tmp / "d.csv", frame)}
 
 
+def _two_rows(tmp):
+    return {"data.source": write_csv(tmp / "d.csv", synthetic_reviews(2))}
+
+
+def _n_train_over_a_tiny_file(tmp):
+    return {"data.source": write_csv(tmp / "d.csv", synthetic_reviews(3)), "data.n_train": 16}
+
+
+def _one_class_tiny_file(tmp):
+    frame = synthetic_reviews(2)
+    frame["label"] = "positive"
+    return {"data.source": write_csv(tmp / "d.csv", frame), "data.n_train": 16}
+
+
 def _ragged_csv(tmp):
     path = tmp / "ragged.csv"
     rows = synthetic_reviews(40)
@@ -116,6 +130,13 @@ TRAIN_CASES = {
     "nan-and-blank-labels": (_blank_labels, r"2 row\(s\) .*missing label.*data.drop_invalid=true"),
     "label-only-in-eval": (_unseen_eval_label, r"'neutral' appears in the test split but not among the classes"),
     "one-class-training-split": (_one_class, r"one class only \('positive'\).*at least two"),
+    # Too few rows: the message says how many there are and which setting asked for what.
+    "two-row-file": (_two_rows, r"data.test_size 0.25 \(test rows carved from train\) is 0 rows of the 2 usable "
+                                r"row\(s\).*give more rows, a test file"),
+    "n-train-over-a-tiny-file": (_n_train_over_a_tiny_file,
+                                 r"training rows have one class only .*1 row\(s\) left to train on of the 3 usable "
+                                 r"ones \(test: 1, validation: 1\).*give more rows"),
+    "one-class-tiny-file": (_one_class_tiny_file, r"same label: one class only \('positive'\) in 2 row\(s\)"),
     "ragged-csv-row": (_ragged_csv, r"could not be parsed .*fix that row or quote its fields"),
     "parquet-without-the-column": (_parquet_without_column, r"text column 'text' not in .*columns that exist: review"),
     "empty-test-split": (_empty_test_split, r"the test split has no usable rows"),
@@ -142,7 +163,11 @@ TRAIN_CASES = {
     "prompt-without-text": (lambda tmp: {"prompt.template": "Classify"}, r"must contain \{text\} exactly once"),
     "chunk-overlap-too-big": (lambda tmp: {"model.truncation": "chunks", "model.chunk_overlap": 20},
                               r"model.chunk_overlap must be between 0 and max_length / 2 - 1, got 20"),
-    "unknown-truncation": (lambda tmp: {"model.truncation": "middle"}, r"model.truncation must be one of head, "),
+    "unknown-truncation": (lambda tmp: {"model.truncation": "middle"}, r"model.truncation must be one of "),
+    # The tiny BERT has 128 position embeddings (MiniLM: 512): more tokens fail deep in the forward pass.
+    "max-length-over-positions": (lambda tmp: {"model.max_length": 100000},
+                                  r"model.max_length 100000 is more than .* can read \(128 positions\); set "
+                                  r"model.max_length to 128 or less.*truncation: head_tail.*chunks"),
 }
 
 
@@ -295,6 +320,45 @@ def test_bad_predict_input_file(capsys, tmp_path, tiny_run):
     assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "--input", source), r"text column 'text' not in")
     assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "--input", tmp_path / "none.csv"), r"does not exist")
     assert_one_line_error(*run_cli(capsys, "predict", tiny_run), r"no text to classify")
+
+
+def test_empty_texts_are_refused_not_classified(capsys, tmp_path, tiny_run):
+    """An empty or blank text would still get a confident label: refused, naming which one."""
+    assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "a great film", "   "),
+                          r"^error: text argument 2 is empty; give only texts with words in them$")
+    assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "", "\t\n", "fine"),
+                          r"text argument 1 is empty \(and 1 more\)")
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"id": [1, 2, 3, 4], "text": ["good", None, "bad", " "]}).to_csv(source, index=False)
+    out = tmp_path / "out.csv"
+    assert_one_line_error(*run_cli(capsys, "predict", tiny_run, "fine", "--input", source, "--output", out),
+                          rf"row 2 of {re.escape(str(source))} is empty \(and 1 more\)")
+    assert not out.exists() and not list(tmp_path.glob(".out.csv*"))  # nothing half-written
+
+
+def test_position_limits_per_family(tmp_path):
+    """Learned absolute positions bound max_length (RoBERTa-like: two rows are never positions);
+    relative (T5), rotary (Llama) and ALiBi (Bloom) positions do not."""
+    from transformers import BertConfig, BloomConfig, GPT2Config, LlamaConfig, RobertaConfig, T5Config
+
+    from textlora.config import load_config
+    from textlora.errors import TextloraError
+    from textlora.models import check_max_length, position_limit
+
+    assert position_limit(BertConfig(max_position_embeddings=512)) == 512
+    assert position_limit(RobertaConfig(max_position_embeddings=514)) == 512
+    assert position_limit(GPT2Config(n_positions=1024)) == 1024
+    assert position_limit(T5Config()) is None
+    assert position_limit(LlamaConfig(max_position_embeddings=2048)) is None
+    assert position_limit(BloomConfig()) is None
+    roberta = tmp_path / "roberta"
+    RobertaConfig(max_position_embeddings=514).save_pretrained(roberta)
+    check_max_length(load_config(None, [f"model.name={roberta}", "model.max_length=512"]), str(roberta))
+    with pytest.raises(TextloraError, match=r"max_length 513 .*\(512 positions\)"):
+        check_max_length(load_config(None, [f"model.name={roberta}", "model.max_length=513"]), str(roberta))
+    t5 = tmp_path / "t5"
+    T5Config().save_pretrained(t5)
+    check_max_length(load_config(None, [f"model.name={t5}", "model.max_length=100000"]), str(t5))
 
 
 @pytest.mark.parametrize("args, pattern", [

@@ -112,12 +112,14 @@ def test_run_reloads_into_the_model_it_evaluated(runs, name):
     run = open_run(runs[name])
     metrics = run.metrics()
     splits = load_splits(config_from_dict(run.config()).data, metrics["seed"])
-    predictor = Predictor.from_run(run.path)
+    # The final row is temperature-scaled (the temperature fitted on the validation rows), as
+    # Predictor serves it; the epoch rows are the Trainer's raw softmax.
+    calibrated, raw = Predictor.from_run(run.path), Predictor.from_run(run.path, calibrated=False)
     # The epoch row comes from the Trainer's evaluation of the unmerged adapter in its own batches
     # (other padding, other summation order): fp32 rounding moves the loss by up to a few 1e-5 there,
     # while a lost or re-initialised head or adapter moves it by more than 1e-2.
-    for frame, reference, loss_tolerance in ((splits.test, metrics["final"], 1e-9),
-                                             (splits.validation, metrics["epochs"][-1], 2e-4)):
+    for predictor, frame, reference, loss_tolerance in ((calibrated, splits.test, metrics["final"], 1e-9),
+                                                        (raw, splits.validation, metrics["epochs"][-1], 2e-4)):
         probs = predictor.predict_probs(list(frame["text"]))
         got = classification_metrics(np.asarray(frame["label"]), probs, predictor.label_names)
         assert got["accuracy"] == reference["accuracy"]
@@ -225,3 +227,101 @@ def test_head_trains_only_the_head(runs):
     changed = {name for name, value in base.state_dict().items()
                if name in trained and not torch.equal(trained[name], value)}
     assert changed == {"classifier.weight", "classifier.bias"}
+
+
+# --------------------------------------------------------------------------- a container in modules_to_save
+
+POOLER = HIDDEN * HIDDEN + HIDDEN  # BertPooler: a container (dense + tanh), no weight of its own
+POOLER_METHODS = ["lora", "rslora", "dora", "loraplus", "pissa", "ia3", "full", "head"]
+
+
+@pytest.fixture(scope="module")
+def pooler_runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
+    """Every method with `lora.modules_to_save: [pooler]`, as every MiniLM recipe sets it."""
+    import torch
+
+    from textlora.config import load_config
+    from textlora.pipeline import run_experiment
+
+    tmp = tmp_path_factory.mktemp("pooler")
+    data = tmp / "reviews.csv"
+    synthetic_reviews(80, seed=2).to_csv(data, index=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for name in POOLER_METHODS:
+            settings = {**CASES[name][0], "train.epochs": 1, "lora.modules_to_save": "[pooler]"}
+            overrides = tiny_overrides(tiny_bert_dir, str(data), tmp / "runs", name=name, baselines="[]", **settings)
+            out[name] = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
+        yield out
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", POOLER_METHODS)
+def test_a_pooler_in_modules_to_save_trains_merges_and_reloads(pooler_runs, tiny_bert_dir, name):
+    """(IA)^3 used to die in peft's merge_and_unload ('BertPooler' object has no attribute 'weight'):
+    every method must train the pooler, ship it, and give the same probabilities merged or not."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from textlora.models import load_tokenizer
+    from textlora.predict import load_run_model
+    from textlora.runs import open_run
+
+    run = open_run(pooler_runs[name])
+    params = run.metrics()["params"]
+    if name == "full":
+        assert params["trainable"] == params["total"]
+    else:  # the pooler trains on top of what the method trains without it
+        assert params["trainable"] == CASES[name][1] + POOLER
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    shipped = load_run_model(run)  # merged, as predict and serve load it
+    trained_pooler = shipped.bert.pooler.dense.weight
+    assert not torch.equal(trained_pooler, base.bert.pooler.dense.weight)  # trained, and shipped trained
+    if name in ("full", "head"):
+        return
+    saved = saved_tensors(run.path)
+    assert any(".pooler." in key for key in saved), sorted(saved)
+    if name == "ia3":  # the container is saved as the layer inside it
+        assert "pooler.dense" in adapter_config(run.path)["modules_to_save"]
+    tokenizer = load_tokenizer(str(run.path / "tokenizer"))
+    batch = tokenizer(list(synthetic_reviews(24, seed=5)["text"]), padding=True, truncation=True, max_length=32,
+                      return_tensors="pt")
+    with torch.inference_mode():
+        merged = shipped.eval()(**batch).logits.softmax(-1)
+        unmerged = load_run_model(run, merge=False).eval()(**batch).logits.softmax(-1)
+    assert (merged - unmerged).abs().max().item() < 1e-6
+
+
+def test_ia3_merges_a_container_head_too(tmp_path):
+    """RoBERTa's head is a container (classifier.dense + classifier.out_proj), which peft's SEQ_CLS
+    task type would re-add whole: save -> reload -> merge keeps the logits."""
+    import torch
+    from peft import PeftModel, get_peft_model
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from textlora.config import load_config
+    from textlora.models import head_module_names, peft_config_for
+
+    torch.manual_seed(0)
+    RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=66, pad_token_id=1)).save_pretrained(tmp_path / "base")
+    model = RobertaForSequenceClassification.from_pretrained(tmp_path / "base")
+    config = peft_config_for(load_config(None, ["method=ia3"]), model, head_module_names(model))
+    assert config.modules_to_save == ["classifier.dense", "classifier.out_proj"]
+    adapted = get_peft_model(model, config)
+    with torch.no_grad():  # as if trained: every trainable weight moved
+        for param in adapted.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.1)
+    ids = torch.randint(3, 100, (4, 12))
+    want = adapted.eval()(input_ids=ids).logits
+    adapted.save_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(RobertaForSequenceClassification.from_pretrained(tmp_path / "base"),
+                                         tmp_path / "adapter").eval()
+    assert torch.allclose(reloaded(input_ids=ids).logits, want, atol=1e-6)
+    assert torch.allclose(reloaded.merge_and_unload().eval()(input_ids=ids).logits, want, atol=1e-5)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SHARED_DATA, save_tokenizer_copy
+from conftest import SHARED_DATA, save_tokenizer_copy, synthetic_reviews
 from textlora.cli import main
 from textlora.config import load_config, read_recipe
 from textlora.quick import QUICK
@@ -151,8 +151,34 @@ def tiny_models(tmp_path_factory, minilm_dir, tiny_bert_dir, tiny_t5_dir) -> dic
 
 # Local copies of the recipes' datasets (shared/data, beside the repository); a
 # recipe whose source is a local folder that is not here (seed 004's UCI files)
-# takes the shared folder of the same name.
+# takes the shared folder of the same name. Where there is no copy (a fresh
+# clone), a small synthetic folder with the recipe's columns stands in.
 LOCAL_DATA = {"stanfordnlp/imdb": "imdb", "ag_news": "ag_news"}
+
+
+def synthetic_source(recipe: Path, out: Path) -> Path:
+    """train.csv / test.csv with exactly the columns the recipe reads: its text column or every
+    field of its text_template (IMDB, AG News: text; DrugLib: three review fields), and labels as
+    the recipe maps them (class ids for label_names, 1-10 ratings for label_bins, else names)."""
+    import string
+
+    import pandas as pd
+
+    data = load_config(recipe).data
+    fields = [f for _, f, _, _ in string.Formatter().parse(data.text_template) if f] if data.text_template \
+        else [data.text_column]
+    out.mkdir()
+    for split, n, seed in (("train", 160, 0), ("test", 64, 1)):  # quick: 64 + 16 train rows, 32 test rows
+        if data.label_bins:
+            labels = [1 + (i * 7) % 10 for i in range(n)]  # every rating 1..10, so every bin
+        elif data.label_names:
+            labels = [i % len(data.label_names) for i in range(n)]
+        else:
+            labels = [["negative", "positive"][i % 2] for i in range(n)]
+        columns = {f: synthetic_reviews(n, seed + 10 * k)["text"] for k, f in enumerate(fields)}
+        pd.DataFrame({**columns, data.label_column: labels}).to_csv(out / f"{split}.csv", index=False)
+    return out
+
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_runs_in_quick_mode(path, tiny_models, tmp_path):
@@ -161,8 +187,8 @@ def test_recipe_runs_in_quick_mode(path, tiny_models, tmp_path):
     data = []
     if source in LOCAL_DATA or not (source.startswith("packaged:") or Path(source).exists()):
         local = SHARED_DATA / LOCAL_DATA.get(source, Path(source).name)
-        if not local.is_dir():
-            pytest.skip(f"no local copy of {source} at {local} (set TEXTLORA_SHARED_DATA)")
+        if not local.is_dir():  # a fresh clone: no ../shared
+            local = synthetic_source(path, tmp_path / "data")
         data = ["--data", str(local)]
     model = tiny_models[raw["model"]["name"]]
     out = tmp_path / "runs"

@@ -8,6 +8,7 @@ forward passes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -30,7 +32,7 @@ TEXTS = [
     "the movie was great and the actor was brilliant",
     "awful plot, boring scene, the worst film",
     "a story",
-    "",
+    "!",
     "quite a wonderful and superb film really " * 5,
 ]
 
@@ -54,6 +56,25 @@ def three_class_run(tmp_path_factory, tiny_bert_dir) -> Path:
     out = tmp_path_factory.mktemp("runs3")
     cfg = load_config(None, tiny_overrides(tiny_bert_dir, str(data), out, name="three", seed=1,
                                              **{"train.epochs": 1, "baselines": "[tfidf]"}))  # kept cheap: ~5 s
+    return run_experiment(cfg, quiet=True, say=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def four_class_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A third adapter on the same base: four classes, rank 2 on other targets (key and the
+    feed-forward input), and the pooler trained and saved beside the head."""
+    from textlora.config import load_config
+    from textlora.pipeline import run_experiment
+
+    frame = synthetic_reviews(120, seed=2)
+    frame["label"] = [["w", "x", "y", "z"][i % 4] for i in range(len(frame))]
+    data = tmp_path_factory.mktemp("data4") / "four.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path_factory.mktemp("runs4")
+    cfg = load_config(None, tiny_overrides(tiny_bert_dir, str(data), out, name="four", seed=2, baselines="[]",
+                                           **{"train.epochs": 1, "lora.r": 2,
+                                              "lora.target_modules": "[key,intermediate.dense]",
+                                              "lora.modules_to_save": "[pooler]"}))
     return run_experiment(cfg, quiet=True, say=lambda *_: None)
 
 
@@ -157,7 +178,59 @@ def test_models_health_and_docs(client, server, tiny_run, three_class_run):
     assert {"/v1/predict", "/v1/models", "/health"} <= set(schema["paths"])
 
 
+@pytest.fixture(scope="module")
+def mixed_runs(tiny_run, three_class_run, four_class_run) -> dict[str, Path]:
+    """2, 3 and 4 classes; rank 8 on query+value (two of them) and rank 2 on key+intermediate.dense."""
+    return {"two": tiny_run, "three": three_class_run, "four": four_class_run}
+
+
+@pytest.fixture(scope="module")
+def reference_probs(mixed_runs) -> dict:
+    from textlora.predict import Predictor
+
+    return {name: Predictor.from_run(run).predict_probs(TEXTS) for name, run in mixed_runs.items()}
+
+
+ORDERS = [order for size in (2, 3) for order in itertools.permutations(["two", "three", "four"], size)]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+def test_every_order_of_adapters_serves_each_as_its_run(mixed_runs, reference_probs, order):
+    """Whatever comes first (its head shape is the base's), after the warm-up every adapter answers
+    with its own head and adapter: the probabilities of its run folder loaded alone."""
+    engine = load_engine([(name, mixed_runs[name]) for name in order], pass_size=4)
+    engine.warm_up()  # used to run every predictor under whichever adapter peft left active
+    for name in [*order, *reversed(order), order[0]]:  # every switch, both ways
+        got = np.array([list(p.probabilities.values()) for p in engine.predict(name, TEXTS)])
+        assert got.shape == reference_probs[name].shape
+        assert np.abs(got - reference_probs[name]).max() < 1e-5, name
+
+
+def test_serve_starts_with_a_three_class_adapter_before_a_two_class_one(monkeypatch, capsys, mixed_runs):
+    """`textlora serve drugs=RUN3 imdb=RUN2` died in the warm-up (IndexError in Predictor.predict)."""
+    import uvicorn
+
+    from textlora.serve import serve
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append(app))
+    serve([f"drugs={mixed_runs['three']}", f"imdb={mixed_runs['two']}", f"other={mixed_runs['four']}"])
+    assert len(started) == 1
+    assert "loaded 3 adapter(s)" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- rejections
+
+
+@pytest.mark.parametrize("texts, detail", [
+    ([""], "texts[0] is empty; "),
+    (["fine", "   "], "texts[1] is empty; "),
+    (["fine", "\n\t", "ok", ""], "texts[1] is empty (and 1 more); "),
+])
+def test_empty_texts_get_422_naming_the_index(client, texts, detail):
+    response = client.post("/v1/predict", json={"texts": texts})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(detail)
 
 
 def test_token_is_required(server):

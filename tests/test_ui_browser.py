@@ -1,7 +1,8 @@
 """`textlora ui` driven in a real headless Chromium (Debian's, through Playwright).
 
-Skips, saying why, when Gradio, Playwright or the browser is missing;
-`.ci/run` installs the browser with apt-get.
+Skips, saying why, when Gradio, Playwright or the browser is missing; under CI
+(CI=true) that is a failure instead, so a browser that failed to install cannot
+leave CI green. `.ci/run` installs the browser with apt-get.
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ def _missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+@pytest.fixture(scope="session", autouse=True)
+def browser_present():
+    """Autouse and session-scoped (for this module's tests only): checked before any other fixture
+    of theirs, even the session's tiny_run, trains or launches anything."""
+    missing = _missing()
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{missing}; under CI=true the browser tests must run, not skip", pytrace=False)
+    pytest.skip(missing)
 
 
 def free_port() -> int:
@@ -114,10 +124,12 @@ def test_example_fills_the_box_and_predicts(ui_url, browser_page, tiny_run):
     from playwright.sync_api import expect
 
     from textlora.predict import Predictor
-    from textlora.ui import EXAMPLES
+    from textlora.ui import SENTIMENT_EXAMPLES, examples_for
 
-    example = EXAMPLES[1]
-    want = Predictor.from_run(tiny_run).predict([example])[0]
+    predictor = Predictor.from_run(tiny_run)
+    assert examples_for(predictor.label_names) == SENTIMENT_EXAMPLES  # negative / positive: sentiment examples
+    example = SENTIMENT_EXAMPLES[1]
+    want = predictor.predict([example])[0]
     page = browser_page
     page.goto(ui_url, wait_until="domcontentloaded")
     page.get_by_text(example[:30]).first.click()

@@ -120,6 +120,13 @@ class Engine:
             self._active = adapter.peft_name
         return adapter.predictor.predict(texts)
 
+    def warm_up(self) -> None:
+        """One pass per adapter (the first allocates), through `predict` so each runs with its own
+        adapter and head: a predictor called directly would run whichever adapter peft left
+        active, e.g. a 3-class head under a 2-class adapter's label names."""
+        for name in self.adapters:
+            self.predict(name, ["warm-up"])
+
 
 def parse_run_args(items: Sequence[str]) -> list[tuple[str, Path]]:
     """`RUN_DIR` or `NAME=RUN_DIR`; the name defaults to the folder's name."""
@@ -493,6 +500,10 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()):
         texts = request.texts
         if len(texts) > settings.max_texts:
             raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {settings.max_texts} (--max-texts)")
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:  # the model would still answer, with a confident label for nothing
+            more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+            raise HTTPException(422, f"texts[{empty[0]}] is empty{more}; send only texts with words in them")
         longest = max(len(t) for t in texts)
         if longest > settings.max_chars:
             raise HTTPException(413, f"a text has {longest} characters; the limit is {settings.max_chars} per text (--max-chars)")
@@ -514,8 +525,7 @@ def serve(runs: Sequence[str], host: str = "127.0.0.1", port: int = DEFAULT_PORT
 
     started = time.perf_counter()
     engine = load_engine(parse_run_args(runs), base_model, settings.pass_size, settings.precision)
-    for adapter in engine.adapters.values():
-        adapter.predictor.predict(["warm-up"])  # first pass allocates; do it before the first client waits
+    engine.warm_up()  # the first pass allocates; do it before the first client waits
     app = create_app(engine, settings)
     names = ", ".join(engine.adapters)
     say(f"loaded {len(engine.adapters)} adapter(s) on {engine.base_model} in {time.perf_counter() - started:.1f} s: {names}")

@@ -36,6 +36,7 @@ from textlora.runs import is_run, write_json
 
 SWEEP_FILE = "sweep.json"
 RUNS = "runs"
+ERRORS = "errors"  # the traceback of each point that failed with an internal error (a bug, not bad input)
 BACKENDS = ("local", "ray")
 SEARCHES = ("grid", "optuna")
 # metrics.HEADLINE, repeated so `textlora --help` does not import scikit-learn
@@ -295,7 +296,7 @@ def _record(sweep: Sweep, points: list[dict[str, Any]], search: str, backend: st
     named = {p["name"]: p for p in old.get("points", [])}
     for point in points:
         name = point_name(point, short_keys(sweep.keys or list(point)))
-        named[name] = {"name": name, "values": point}
+        named[name] = {**named.get(name, {}), "name": name, "values": point}  # a failed point keeps its error
     sweep.out.mkdir(parents=True, exist_ok=True)
     write_json(path, {
         "recipe": sweep.recipe,
@@ -306,6 +307,57 @@ def _record(sweep: Sweep, points: list[dict[str, Any]], search: str, backend: st
         "backend": backend,
         "points": list(named.values()),
     })
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: a TextloraError's own message; for anything else its type and
+    the last line of its message (where Python puts the point)."""
+    cause = getattr(err, "cause", None)  # Ray wraps a trial's exception (RayTaskError): say the original
+    if isinstance(cause, BaseException) and cause is not err:
+        return one_line(cause)
+    if isinstance(err, TextloraError):
+        return str(err)
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1][:300]}" if lines else type(err).__name__
+
+
+def _mark(sweep: Sweep, name: str, error: str | None) -> None:
+    """Record a point's outcome in sweep.json: its one-line error, or none once it finished."""
+    path = sweep.out / SWEEP_FILE
+    spec = json.loads(path.read_text()) if path.is_file() else {"points": []}
+    for point in spec.get("points", []):
+        if point["name"] == name:
+            point.pop("error", None)
+            if error is not None:
+                point["error"] = error
+    write_json(path, spec)
+
+
+def failed_points(sweep_dir: str | Path) -> dict[str, str]:
+    """Point name -> its one-line error, for every point of the sweep whose last attempt failed."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    spec = json.loads(path.read_text()) if path.is_file() else {}
+    return {p["name"]: p["error"] for p in spec.get("points", []) if p.get("error")}
+
+
+def _attempt(sweep: Sweep, cfg: Config, overwrite: bool, say: Printer) -> bool:
+    """Run one point; a failure is said, recorded in sweep.json, and does not stop the sweep."""
+    try:
+        run_one(cfg, overwrite, sweep.metric, say)
+    except Exception as err:  # one bad point must not cost the others; Ctrl-C (not an Exception) still stops
+        line = one_line(err)
+        if not isinstance(err, TextloraError):  # a bug: keep its traceback beside the sweep
+            import traceback
+
+            log = sweep.out / ERRORS / f"{cfg.name}.txt"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("".join(traceback.format_exception(err)))
+            line += f" (traceback: {log})"
+        say(f"    failed: {line}")
+        _mark(sweep, cfg.name, line)
+        return False
+    _mark(sweep, cfg.name, None)
+    return True
 
 
 def run_points(sweep: Sweep, points: list[dict[str, Any]], backend: str = "local", overwrite: bool = False,
@@ -324,7 +376,7 @@ def run_points(sweep: Sweep, points: list[dict[str, Any]], backend: str = "local
     else:
         for i, cfg in enumerate(todo, 1):
             say(f"[{i}/{len(todo)}] {cfg.name} ...")
-            run_one(cfg, overwrite, sweep.metric, say)
+            _attempt(sweep, cfg, overwrite, say)
     return [Path(cfg.output_dir) / cfg.name for cfg in configs]
 
 
@@ -410,10 +462,11 @@ def run_on_ray(sweep: Sweep, todo: list[Config], overwrite: bool, quiet: bool, s
         )
         say(f"ray: {len(configs)} trial(s), {cpus_per_trial:g} CPU / {gpus_per_trial:g} GPU each")
         results = tuner.fit()
-        if results.errors:
-            first = (str(results.errors[0]).strip().splitlines() or ["?"])[-1][:200]
-            raise TextloraError(f"{len(results.errors)} Ray trial(s) failed (last line of the first: {first}); "
-                                f"their logs are under {sweep.out / 'ray'}; re-run to retry them")
+        for result in results:  # a failed trial is recorded like a failed local point; its log stays under ray/
+            name = ((result.config or {}).get("point") or {}).get("config", {}).get("name")
+            if name is not None:
+                _mark(sweep, name, None if result.error is None else
+                      f"{one_line(result.error)} (Ray trial log under {sweep.out / 'ray'})")
     finally:
         if started_here:
             ray.shutdown()
@@ -462,7 +515,8 @@ def run_optuna(sweep: Sweep, space: dict[str, list[Any] | Range], trials: int, o
         folder = Path(cfg.output_dir) / cfg.name
         if overwrite or not finished_run(cfg):
             say(f"[trial {trial.number}] {cfg.name} ...")
-            run_one(cfg, overwrite, sweep.metric, say)
+            if not _attempt(sweep, cfg, overwrite, say):
+                return float("nan")  # Optuna records the trial as failed and goes on
         else:
             say(f"[trial {trial.number}] {cfg.name} (already finished)")
         folders.append(folder)
@@ -513,6 +567,17 @@ def sweep(recipe: str | None, grid: Iterable[str] = (), trials_spec: Iterable[st
     return state.out
 
 
+def failure_error(sweep_dir: Path) -> TextloraError | None:
+    """The one-line error `textlora sweep` ends with when points failed (None: every point finished)."""
+    failed = failed_points(sweep_dir)
+    if not failed:
+        return None
+    name, error = next(iter(failed.items()))
+    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+    return TextloraError(f"{len(failed)} point(s) failed, the summary marks them ({name}: {error}{more}); "
+                         "fix the cause and re-run the same command to retry only those")
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -530,8 +595,11 @@ def cmd_sweep(args) -> int:
     if args.quick and not out:  # quick runs never share a folder with the real ones
         name = read_recipe(args.recipe).get("name") if args.recipe else "sweep"
         out = Path("sweeps") / f"{name}-quick"
-    sweep(args.recipe, args.grid or [], args.trial or [], overrides, out, args.metric, args.search,
-          args.trials, args.backend, args.overwrite, args.quiet, print, ray_options)
+    folder = sweep(args.recipe, args.grid or [], args.trial or [], overrides, out, args.metric, args.search,
+                   args.trials, args.backend, args.overwrite, args.quiet, print, ray_options)
+    failed = failure_error(folder)
+    if failed is not None:
+        raise failed  # after the summary: printed as the last line, exit code 2
     return 0
 
 
