@@ -335,8 +335,17 @@ def write_sweep_summary(sweep_dir: str | Path, metric: str | None = None) -> Swe
     for stem, caption, data in figures:
         (plots_dir / f"{stem}.png").write_bytes(data)
         lines += [f"![{caption}](plots/{stem}.png)", ""]
+    text = render(headers, body)
+    seeds = {row["values"].get("seed") for row in rows}
+    if "seed" in sweep.keys and len(seeds) > 1:  # --repeats: the spread over seeds, per point
+        from textlora.sweep import over_seeds
+
+        seed_headers, seed_body = over_seeds(rows, sweep.keys, metric)
+        lines[4:4] = ["## Over seeds", "", render(seed_headers, seed_body, markdown=True), "",
+                      "## Every run", ""]
+        text = render(seed_headers, seed_body) + "\n\n" + text
     (sweep.path / "summary.md").write_text("\n".join(lines))
-    return SweepSummary(rows=rows, headers=headers, body=body, text=render(headers, body))
+    return SweepSummary(rows=rows, headers=headers, body=body, text=text)
 
 
 def sweep_note(sweep: SweepDir, metric: str, n: int) -> str:

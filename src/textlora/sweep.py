@@ -383,16 +383,16 @@ def run_points(sweep: Sweep, points: list[dict[str, Any]], backend: str = "local
 def run_one(cfg: Config, overwrite: bool, metric: str, say: Printer) -> Path:
     """Train one point quietly and say its headline numbers in one line."""
     from textlora.pipeline import run_experiment
+    from textlora.runs import open_run
 
     folder = Path(cfg.output_dir) / cfg.name
     # An interrupted point resumes from its last checkpoint; a folder that is
     # there but no finished run (e.g. a crash mid-rename) is replaced.
     run_dir = run_experiment(cfg, overwrite=overwrite or folder.exists(), quiet=True, say=lambda *_: None,
                              resume=not overwrite)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    score, test = validation_score(run_dir, metric), metrics["final"].get(metric)
-    say(f"    {metric}: validation {_num(score)}, test {_num(test)}; "
-        f"trained in {metrics['timing']['train_seconds']:.1f} s")
+    record = open_run(run_dir).record()
+    say(f"    {metric}: validation {_num(record.validation_score(metric))}, test {_num(record.final.get(metric))}; "
+        f"trained in {record.timing['train_seconds']:.1f} s")
     return run_dir
 
 
@@ -401,10 +401,55 @@ def _num(value: Any) -> str:
 
 
 def validation_score(run_dir: Path, metric: str) -> float | None:
-    """The metric on the validation rows after the last epoch (what a sweep chooses by)."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    epochs = metrics.get("epochs") or []
-    return epochs[-1].get(metric) if epochs else None
+    """The metric on the validation rows at the run's selected checkpoint (what a sweep chooses by)."""
+    from textlora.runs import open_run
+
+    return open_run(run_dir).record().validation_score(metric)
+
+
+def with_repeats(space: dict[str, list[Any] | Range], repeats: int, base_seed: int) -> dict[str, list[Any] | Range]:
+    """--repeats N: every point trained with seeds base_seed, base_seed + 1, ... (a `seed` grid key)."""
+    if repeats < 1:
+        raise TextloraError(f"--repeats must be >= 1 (seeds per point), got {repeats}")
+    if repeats == 1:
+        return space
+    if "seed" in space:
+        raise TextloraError("--repeats trains every point with several seeds; give either --repeats or --grid seed=...")
+    return {**space, "seed": [base_seed + i for i in range(repeats)]}
+
+
+def over_seeds(rows: list[dict[str, Any]], keys: list[str], metric: str,
+               confidence: float = 0.95) -> tuple[list[str], list[list[Any]]]:
+    """One row per point of a repeated sweep: its seeds' validation and test metric as mean ± sd, and
+    the 95 % t-interval of the mean test metric (the spread a single seed's number hides)."""
+    import numpy as np
+    from scipy import stats
+
+    others = [k for k in keys if k != "seed"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps([row["values"].get(k) for k in others], default=str), []).append(row)
+
+    def spread(values: list[float]) -> str | None:
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return f"{np.mean(values):.4f} ± {sd:.4f}"
+
+    body = []
+    for members in groups.values():
+        tests = [m["test"] for m in members if m.get("test") is not None]
+        interval = None
+        if len(tests) > 1:
+            half = stats.t.ppf(0.5 + confidence / 2, len(tests) - 1) * np.std(tests, ddof=1) / np.sqrt(len(tests))
+            interval = f"[{np.mean(tests) - half:.4f}, {np.mean(tests) + half:.4f}]"
+        first = members[0]["values"]
+        body.append([*(format_value(first.get(k)) for k in others), len(members),
+                     spread([m.get("score") for m in members]), spread(tests), interval])
+    headers = [*(k.rsplit(".", 1)[-1] for k in others), "seeds", f"validation {metric} (mean ± sd)",
+               f"test {metric} (mean ± sd)", "test 95 % CI of the mean"]
+    return headers, body
 
 
 def _ray_trial(config: dict[str, Any]) -> None:
@@ -418,11 +463,13 @@ def _ray_trial(config: dict[str, Any]) -> None:
     overwrite = config["point"]["overwrite"]
     run_dir = run_experiment(cfg, overwrite=overwrite or folder.exists(), quiet=True, say=lambda *_: None,
                              resume=not overwrite)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    last = (metrics.get("epochs") or [{}])[-1]
-    report = {f"val_{k}": last.get(k) for k in METRICS if isinstance(last.get(k), (int, float))}
-    report.update({f"test_{k}": v for k, v in metrics["final"].items() if k in METRICS and isinstance(v, (int, float))})
-    report["train_seconds"] = metrics["timing"]["train_seconds"]
+    from textlora.runs import open_run
+
+    record = open_run(run_dir).record()
+    report = {f"val_{k}": record.validation_score(k) for k in METRICS
+              if isinstance(record.validation_score(k), (int, float))}
+    report.update({f"test_{k}": v for k, v in record.final.items() if k in METRICS and isinstance(v, (int, float))})
+    report["train_seconds"] = record.timing["train_seconds"]
     report["run_dir"] = str(run_dir)
     tune.report(report)
 
@@ -531,11 +578,18 @@ def run_optuna(sweep: Sweep, space: dict[str, list[Any] | Range], trials: int, o
 def sweep(recipe: str | None, grid: Iterable[str] = (), trials_spec: Iterable[str] = (),
           overrides: Iterable[str] = (), out: str | Path | None = None, metric: str = "accuracy",
           search: str = "grid", trials: int | None = None, backend: str = "local", overwrite: bool = False,
-          quiet: bool = True, say: Printer = print, ray_options: dict[str, Any] | None = None) -> Path:
-    """Run a sweep and write its summary; returns the sweep folder. What `textlora sweep` calls."""
+          quiet: bool = True, say: Printer = print, ray_options: dict[str, Any] | None = None,
+          repeats: int = 1) -> Path:
+    """Run a sweep and write its summary; returns the sweep folder. What `textlora sweep` calls.
+    `repeats`: seeds per point (the summary then shows mean ± sd and an interval over seeds)."""
     from textlora.report import write_sweep_summary
 
     space = parse_grid(grid)
+    if repeats != 1:
+        if search != "grid":
+            raise TextloraError("--repeats runs every grid point with several seeds; use it with --search grid")
+        base = apply_overrides(read_recipe(recipe) if recipe is not None else {}, overrides)
+        space = with_repeats(space, repeats, int(config_from_dict({**base, "name": "check"}).seed))
     explicit = parse_trials(trials_spec)
     if search not in SEARCHES:
         raise TextloraError(f"unknown --search {search!r}; choose one of: {', '.join(SEARCHES)}")
@@ -596,7 +650,7 @@ def cmd_sweep(args) -> int:
         name = read_recipe(args.recipe).get("name") if args.recipe else "sweep"
         out = Path("sweeps") / f"{name}-quick"
     folder = sweep(args.recipe, args.grid or [], args.trial or [], overrides, out, args.metric, args.search,
-                   args.trials, args.backend, args.overwrite, args.quiet, print, ray_options)
+                   args.trials, args.backend, args.overwrite, args.quiet, print, ray_options, args.repeats)
     failed = failure_error(folder)
     if failed is not None:
         raise failed  # after the summary: printed as the last line, exit code 2
@@ -626,6 +680,9 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--metric", default="accuracy", help=f"validation metric to sort and choose by: {', '.join(METRICS)}")
     parser.add_argument("--search", default="grid", choices=SEARCHES, help="grid (every combination) or optuna")
     parser.add_argument("--trials", type=int, help="with --search optuna: how many points to try in all")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="train every grid point with N seeds (seed, seed+1, ...); the summary adds mean ± sd "
+                        "and the 95 %% interval of the mean over seeds (default 1)")
     parser.add_argument("--backend", default="local", choices=BACKENDS,
                         help="local: one run after another; ray: Ray Tune trials (pip install 'textlora[ray]')")
     parser.add_argument("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray)")
