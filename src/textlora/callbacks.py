@@ -21,6 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
+from textlora.metrics import better
+
 
 class EvaluationRecorder(TrainerCallback):
     """Keyed by optimizer step, journaled to a file so that a resumed run still has the rows of
@@ -45,15 +47,6 @@ class EvaluationRecorder(TrainerCallback):
         self.mark = time.perf_counter()
 
 
-def is_better(value: float | None, best: float | None, metric: str) -> bool:
-    """Strictly better (lower for loss): ties keep the earlier checkpoint."""
-    if value is None:
-        return False
-    if best is None:
-        return True
-    return value < best if metric == "loss" else value > best
-
-
 class BestCheckpoint(TrainerCallback):
     """Keeps the trainable weights of the best evaluation on the validation rows (by `metric`) and
     optionally stops after `patience` evaluations without improvement.
@@ -76,7 +69,7 @@ class BestCheckpoint(TrainerCallback):
     def best_step(self) -> int | None:
         best = None
         for step in sorted(self.scores):
-            if is_better(self.scores[step], None if best is None else self.scores[best], self.metric):
+            if better(self.scores[step], None if best is None else self.scores[best], self.metric):
                 best = step
         return best
 

@@ -509,14 +509,20 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse `section.key=value`; the value is read as YAML (16 -> int, [a, b] -> list)."""
+def split_key_value(text: str, flag: str, example: str) -> tuple[str, str]:
+    """`key=rest` of a command-line flag (--set, --grid, --trial), or the one-line error naming it."""
     if "=" not in text:
-        raise TextloraError(f"--set {text!r} must look like key=value, e.g. lora.r=16")
-    key, raw_value = text.split("=", 1)
+        raise TextloraError(f"{flag} {text!r} must look like {example}")
+    key, rest = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise TextloraError(f"--set {text!r} has no key before '='")
+        raise TextloraError(f"{flag} {text!r} has no key before '='")
+    return key, rest
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value`; the value is read as YAML (16 -> int, [a, b] -> list)."""
+    key, raw_value = split_key_value(text, "--set", "key=value, e.g. lora.r=16")
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError:

@@ -16,6 +16,16 @@ from sklearn import metrics as skm
 HEADLINE = ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc")
 
 
+def better(value: float | None, than: float | None, metric: str) -> bool:
+    """Is `value` strictly better than `than` (lower for loss)? An undefined value never is; anything
+    beats an undefined `than`. Strict, so ties keep the earlier candidate (checkpoint, weight, row)."""
+    if value is None:
+        return False
+    if than is None:
+        return True
+    return value < than if metric == "loss" else value > than
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)

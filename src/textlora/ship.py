@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from textlora.metrics import classification_metrics
+from textlora.metrics import better, classification_metrics
 
 # Candidate weights of the fine-tuned probabilities in the ensemble (the rest is the classical row's).
 ENSEMBLE_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
@@ -34,15 +34,6 @@ def resolve_select_metric(setting: str, train_labels: np.ndarray, n_classes: int
 def score(metric: str, labels: np.ndarray, probs: np.ndarray, label_names: list[str]) -> float | None:
     """One metric of probabilities on labelled rows (the same function as every table)."""
     return classification_metrics(np.asarray(labels), np.asarray(probs), label_names).get(metric)
-
-
-def better(a: float | None, b: float | None, metric: str) -> bool:
-    """Is `a` strictly better than `b` (lower for loss; an undefined score never is)?"""
-    if a is None:
-        return False
-    if b is None:
-        return True
-    return a < b if metric == "loss" else a > b
 
 
 def blend(finetuned: np.ndarray, classical: np.ndarray, weight: float) -> np.ndarray:

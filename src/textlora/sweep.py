@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from textlora.config import Config, apply_overrides, config_from_dict, read_recipe, set_dotted_key
+from textlora.config import (Config, apply_overrides, config_from_dict, read_recipe, set_dotted_key,
+                             split_key_value)
 from textlora.errors import TextloraError
 from textlora.runs import is_run, write_json
 
@@ -95,12 +96,7 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def _key_of(text: str, flag: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise TextloraError(f"{flag} {text!r} must look like key=value,value,..., e.g. lora.r=4,8,16")
-    key, values = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise TextloraError(f"{flag} {text!r} has no key before '='")
+    key, values = split_key_value(text, flag, "key=value,value,..., e.g. lora.r=4,8,16")
     if key in RESERVED:
         raise TextloraError(f"{flag} cannot sweep {key!r}: the sweep names each run and places it under --out")
     return key, values
