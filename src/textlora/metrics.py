@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-# Keys of the headline table, in the order the seeds print them.
-HEADLINE = ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc")
+from textlora.config import HEADLINE_METRICS as HEADLINE
 
 
 def better(value: float | None, than: float | None, metric: str) -> bool:

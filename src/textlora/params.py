@@ -117,18 +117,6 @@ def load_model_config(name: str, num_labels: int = 2):
         hub_logging.set_verbosity(before)
 
 
-def objective_of(model_config, cfg: Config) -> str:
-    """The objective a run of this config would train (models.resolve_objective, from a config object)."""
-    seq2seq = bool(getattr(model_config, "is_encoder_decoder", False))
-    wanted = cfg.model.objective
-    if wanted == "label_words" and not seq2seq:
-        raise TextloraError(f"model.objective: label_words needs an encoder-decoder model; "
-                            f"{model_config.model_type!r} is not one: use classifier")
-    if wanted == "classifier":
-        return "classifier"
-    return "seq2seq" if seq2seq else "classifier"
-
-
 # --------------------------------------------------------------------------- counting
 
 
@@ -159,9 +147,9 @@ def adapted_parameter_count(model_config, cfg: Config, objective: str | None = N
     missing from a checkpoint) cannot be known without the checkpoint, so
     none are assumed. `raw`: the config's values as written (tie_word_embeddings).
     """
-    from textlora.models import count_parameters
+    from textlora.models import count_parameters, objective_for
 
-    before, model = _adapted(model_config, cfg, objective or objective_of(model_config, cfg), raw or {})
+    before, model = _adapted(model_config, cfg, objective or objective_for(model_config, cfg), raw or {})
     return before, count_parameters(model)
 
 
@@ -218,10 +206,10 @@ def parameter_table(model: str | None = None, methods: Sequence[str] | None = No
         labels = len(base.data.label_names) if base.data.label_names else 2
     if labels < 2:
         raise TextloraError(f"--labels must be >= 2 classes, got {labels}")
-    from textlora.models import count_parameters
+    from textlora.models import count_parameters, objective_for
 
     model_config, raw = load_model_config(model, labels)
-    objective = objective_of(model_config, base)
+    objective = objective_for(model_config, base)
     if objective == "seq2seq" and "head" in methods:
         raise TextloraError("method head trains a classification head, which a label-word (seq2seq) model has none of; "
                             "drop head from --method")

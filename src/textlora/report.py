@@ -36,9 +36,9 @@ from textlora.compare import NOTE, ComparedRun, baseline_records, comparison_tab
 from textlora.config import ADAPTER_METHODS, RANKED_METHODS
 from textlora.errors import TextloraError
 from textlora.runs import CLASSICAL_ROWS, RunDir, RunRecord, is_run, open_run
+from textlora.sweep import SWEEP_FILE
 from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, epoch_cells, fixed, fmt, render
 
-SWEEP_FILE = "sweep.json"
 NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
 TEST_COLUMNS = [("accuracy", "test accuracy"), ("f1", "test F1"), ("f1_macro", "test F1 macro"),
                 ("roc_auc", "test ROC AUC"), ("loss", "test loss")]

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from textlora.config import (Config, apply_overrides, config_from_dict, read_recipe, set_dotted_key,
+from textlora.config import (HEADLINE_METRICS, Config, apply_overrides, config_from_dict, read_recipe, set_dotted_key,
                              split_key_value)
 from textlora.errors import TextloraError
 from textlora.runs import is_run, write_json
@@ -40,8 +40,7 @@ RUNS = "runs"
 ERRORS = "errors"  # the traceback of each point that failed with an internal error (a bug, not bad input)
 BACKENDS = ("local", "ray")
 SEARCHES = ("grid", "optuna")
-# metrics.HEADLINE, repeated so `textlora --help` does not import scikit-learn
-METRICS = ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc")
+METRICS = HEADLINE_METRICS
 RESERVED = ("name", "output_dir")
 
 Printer = Callable[[str], None]
