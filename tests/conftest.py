@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -81,6 +82,35 @@ def tiny_overrides(model_dir: str, data: str, out_dir: Path, **extra) -> list[st
     }
     settings.update(extra)
     return [f"{k}={v}" for k, v in settings.items()]
+
+
+def sets(overrides: list[str]) -> list[str]:
+    """Overrides as command-line arguments: --set k=v --set ..."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Train tiny models on one torch thread: on 32-wide matrices threads only contend with each
+    other on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_tiny(model_dir: str, data: str, out_dir: Path, **settings) -> Path:
+    """One finished run of a tiny model (tiny_overrides + settings), trained on one thread."""
+    from textlora.config import load_config
+    from textlora.pipeline import run_experiment
+
+    with one_thread():
+        return run_experiment(load_config(None, tiny_overrides(model_dir, data, out_dir, **settings)), quiet=True,
+                              say=lambda *_: None)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import synthetic_reviews, tiny_overrides
+from conftest import sets, synthetic_reviews, tiny_overrides
 from textlora.cli import main
 
 
@@ -33,8 +33,6 @@ def assert_one_line_error(code: int, err: str, pattern: str) -> None:
     assert re.search(pattern, lines[0]), lines[0]
 
 
-def sets(overrides: list[str]) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> str:

@@ -2,11 +2,10 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import synthetic_reviews, tiny_overrides
+from conftest import sets, tiny_overrides
 
 
 def textlora(*args, cwd=None):
@@ -29,8 +28,6 @@ def out_dir(tmp_path):
     return tmp_path / "runs"
 
 
-def sets(overrides):
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 # The whole bad-input matrix runs in-process in test_bad_input.py; these few go

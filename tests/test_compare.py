@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_overrides
+from conftest import train_tiny
 from textlora.cli import main
 from textlora.compare import ComparedRun, comparison_table
 from textlora.runs import RunRecord
@@ -21,22 +21,11 @@ ACCURACY = "test accuracy [95 % CI]"
 @pytest.fixture(scope="module")
 def runs(request, tiny_bert_dir, reviews_csv, tmp_path_factory) -> dict[str, Path]:
     """The shared LoRA run, a head-only run on the very same rows, and a head run on fewer rows."""
-    import torch
-
-    from textlora.config import load_config
-    from textlora.pipeline import run_experiment
-
     out = tmp_path_factory.mktemp("compare")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 32-wide matrices: threads only contend with each other on a shared CPU
-    try:
-        built = {"tiny": request.getfixturevalue("tiny_run")}
-        for name, extra in (("head", {}), ("other", {"data.n_train": 60})):
-            overrides = tiny_overrides(tiny_bert_dir, reviews_csv, out, name=name, method="head",
-                                       **{"train.epochs": 1, **extra})
-            built[name] = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
-    finally:
-        torch.set_num_threads(threads)
+    built = {"tiny": request.getfixturevalue("tiny_run")}
+    for name, extra in (("head", {}), ("other", {"data.n_train": 60})):
+        built[name] = train_tiny(tiny_bert_dir, reviews_csv, out, name=name, method="head",
+                                 **{"train.epochs": 1, **extra})
     return built
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_overrides
+from conftest import train_tiny
 from textlora.cli import main
 
 TEXTS = ["a great and wonderful film", "the worst and most boring plot", "the movie was a story",
@@ -73,21 +73,9 @@ def run_probs(run: Path, merge: bool) -> np.ndarray:
 @pytest.fixture(scope="module")
 def runs(request, tiny_bert_dir, reviews_csv, tmp_path_factory) -> dict[str, Path]:
     """The shared LoRA run (conftest) and a full fine-tuning run."""
-    import torch
-
-    from textlora.config import load_config
-    from textlora.pipeline import run_experiment
-
-    out = tmp_path_factory.mktemp("export-runs")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 32-wide matrices: threads only contend with each other on a shared CPU
-    try:
-        overrides = tiny_overrides(tiny_bert_dir, reviews_csv, out, name="full", method="full", baselines="[]",
-                                   **{"train.epochs": 1, "data.n_train": 80})
-        return {"lora": request.getfixturevalue("tiny_run"),
-                "full": run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)}
-    finally:
-        torch.set_num_threads(threads)
+    full = train_tiny(tiny_bert_dir, reviews_csv, tmp_path_factory.mktemp("export-runs"), name="full", method="full",
+                      baselines="[]", **{"train.epochs": 1, "data.n_train": 80})
+    return {"lora": request.getfixturevalue("tiny_run"), "full": full}
 
 
 @pytest.fixture()
@@ -178,22 +166,13 @@ def test_failed_export_leaves_nothing_behind(lora_run, tmp_path, monkeypatch):
 
 def test_label_word_run_exports_its_merged_language_model(tiny_t5_dir, reviews_csv, tmp_path):
     """A Flan-T5-style run: the merged seq2seq LM plus the prompt and label words that make it a classifier."""
-    import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from textlora.config import load_config
     from textlora.labelwords import LabelWordClassifier
-    from textlora.pipeline import run_experiment
     from textlora.predict import Predictor
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        overrides = tiny_overrides(tiny_t5_dir, reviews_csv, tmp_path / "runs", name="t5", baselines="[]",
-                                   **{"train.epochs": 1, "data.n_train": 48})
-        run = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
-    finally:
-        torch.set_num_threads(threads)
+    run = train_tiny(tiny_t5_dir, reviews_csv, tmp_path / "runs", name="t5", baselines="[]",
+                     **{"train.epochs": 1, "data.n_train": 48})
     out = tmp_path / "t5-merged"
     assert main(["export", str(run), "--merged", str(out)]) == 0
     words = json.loads((out / "label_words.json").read_text())

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import synthetic_reviews, tiny_overrides
+from conftest import synthetic_reviews, train_tiny
 
 HIDDEN, INTERMEDIATE, LAYERS, LABELS, VOCAB, R = 32, 64, 2, 2, 30522, 8
 HEAD = HIDDEN * LABELS + LABELS  # BertForSequenceClassification's classifier (the pooler is pretrained)
@@ -53,25 +53,12 @@ CASES: dict[str, tuple[dict, int]] = {
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
-    import torch
-
-    from textlora.config import load_config
-    from textlora.pipeline import run_experiment
-
     tmp = tmp_path_factory.mktemp("methods")
     data = tmp / "reviews.csv"
     synthetic_reviews(100, seed=1).to_csv(data, index=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 32-wide matrices: threads only contend with each other on a shared CPU
-    try:
-        out = {}
-        for name, (settings, _) in CASES.items():
-            overrides = tiny_overrides(tiny_bert_dir, str(data), tmp / "runs", name=name, baselines="[]",
-                                       **{"train.epochs": 1, **settings})
-            out[name] = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
-        yield out
-    finally:
-        torch.set_num_threads(threads)
+    return {name: train_tiny(tiny_bert_dir, str(data), tmp / "runs", name=name, baselines="[]",
+                             **{"train.epochs": 1, **settings})
+            for name, (settings, _) in CASES.items()}
 
 
 def metrics_of(run: Path) -> dict:
@@ -238,25 +225,12 @@ POOLER_METHODS = ["lora", "rslora", "dora", "loraplus", "pissa", "ia3", "full", 
 @pytest.fixture(scope="module")
 def pooler_runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
     """Every method with `lora.modules_to_save: [pooler]`, as every MiniLM recipe sets it."""
-    import torch
-
-    from textlora.config import load_config
-    from textlora.pipeline import run_experiment
-
     tmp = tmp_path_factory.mktemp("pooler")
     data = tmp / "reviews.csv"
     synthetic_reviews(80, seed=2).to_csv(data, index=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = {}
-        for name in POOLER_METHODS:
-            settings = {**CASES[name][0], "train.epochs": 1, "lora.modules_to_save": "[pooler]"}
-            overrides = tiny_overrides(tiny_bert_dir, str(data), tmp / "runs", name=name, baselines="[]", **settings)
-            out[name] = run_experiment(load_config(None, overrides), quiet=True, say=lambda *_: None)
-        yield out
-    finally:
-        torch.set_num_threads(threads)
+    return {name: train_tiny(tiny_bert_dir, str(data), tmp / "runs", name=name, baselines="[]",
+                             **{**CASES[name][0], "train.epochs": 1, "lora.modules_to_save": "[pooler]"})
+            for name in POOLER_METHODS}
 
 
 @pytest.mark.parametrize("name", POOLER_METHODS)

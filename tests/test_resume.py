@@ -1,7 +1,6 @@
 """Reliability: reproducible runs, and a SIGKILLed run resumed to the same result."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

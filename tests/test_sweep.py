@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_overrides
+from conftest import sets, tiny_overrides
 from textlora.cli import main
 from textlora.errors import TextloraError
 from textlora.sweep import Range, grid_points, parse_grid, parse_trials, point_name, short_keys
@@ -26,8 +26,6 @@ def small(tiny_bert_dir, reviews_csv, tmp_path, **extra) -> list[str]:
     return tiny_overrides(tiny_bert_dir, reviews_csv, tmp_path / "unused", **settings)
 
 
-def sets(overrides):
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 # --------------------------------------------------------------------------- parsing (no training)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from textlora.config import HEADLINE_METRICS as HEADLINE
+from textlora.config import HEADLINE_METRICS as HEADLINE  # noqa: F401  (re-exported: readers import it from here)
 
 
 def better(value: float | None, than: float | None, metric: str) -> bool:
