@@ -84,8 +84,10 @@ def _read_input_texts(path: str, column: str) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from textlora.predict import Predictor
+    from textlora.predict import Predictor, check_backend, resolve_backend
 
+    backend = resolve_backend(args.backend, args.onnx)
+    check_backend(backend, args.onnx, args.precision)  # before reading any input
     texts = list(args.texts)
     where = [f"text argument {i}" for i in range(1, len(texts) + 1)]
     if args.input:
@@ -100,7 +102,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).exists() and not args.overwrite:
         raise TextloraError(f"output {args.output!r} already exists; pass --overwrite or choose another path")
     predictor = Predictor.from_run(args.run_dir, base_model=args.model, batch_size=args.batch_size,
-                                   trust_remote_code=args.trust_remote_code, precision=args.precision)
+                                   trust_remote_code=args.trust_remote_code, precision=args.precision,
+                                   backend=backend, onnx=args.onnx)
     predictions = predictor.predict(texts, progress=len(texts) > 256 and not args.quiet)
     if args.output:
         _write_predictions(Path(args.output), texts, predictions, predictor.label_names)
@@ -145,6 +148,16 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend and --onnx, the same for predict, serve and ui (values: textlora.predict.BACKENDS,
+    spelled out here so that `--help` imports no torch)."""
+    parser.add_argument("--backend", choices=("torch", "onnx"),
+                        help="torch (default) runs the run's own weights; onnx runs its ONNX export with onnxruntime "
+                             "(the default when --onnx is given)")
+    parser.add_argument("--onnx", metavar="DIR",
+                        help="the run's ONNX export: a folder written by `textlora export RUN --onnx DIR`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                          help="fp32 (default: the probabilities the run's metrics came from), bf16 (faster where "
                               "the hardware runs it natively; probabilities move by bf16 rounding), or auto")
+    add_backend_arguments(predict)
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     predict.add_argument("--trust-remote-code", action="store_true",
                          help="needed for a run trained with --trust-remote-code: runs its model's own code")

@@ -14,17 +14,22 @@ head included), the classification config beside it, the tokenizer and the
 model card as README.md (card.py: YAML metadata the hub reads), ready for
 `huggingface_hub.upload_folder(repo_id=..., folder_path=OUT)`.
 
-Both are written to a hidden sibling of OUT and renamed into place at the
+--onnx: the merged classifier as ONNX (fp32 or int8) behind a parity gate;
+onnxexport.py does it.
+
+All are written to a hidden sibling of OUT and renamed into place at the
 end, so a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from textlora.errors import TextloraError
 from textlora.runs import CALIBRATION_FILE
@@ -32,7 +37,7 @@ from textlora.runs import CALIBRATION_FILE
 KINDS = ("merged", "adapter")
 
 
-def _check_destination(run_path: Path, out: Path, overwrite: bool) -> None:
+def check_destination(run_path: Path, out: Path, overwrite: bool) -> None:
     run_path, target = run_path.resolve(), out.resolve()
     if target == run_path or run_path in target.parents or target in run_path.parents:
         raise TextloraError(f"export folder {str(out)!r} overlaps the run folder {str(run_path)!r}; "
@@ -53,6 +58,24 @@ def _copy_files(source: Path, destination: Path) -> None:
             shutil.copytree(item, target)
         else:
             shutil.copy2(item, target)
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A hidden sibling of `out` to write into, renamed to `out` when the block ends without an error
+    and removed when it raises: nothing half-written is ever at `out`."""
+    from textlora.runs import finish_run
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        yield temporary
+        finish_run(temporary, out)  # an overwritten export is removed only after the new one is in place
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 def _save_merged(run, out: Path, base_model: str | None) -> None:
@@ -76,22 +99,18 @@ def _adapter_card(run) -> str:
 def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overwrite: bool = False,
                base_model: str | None = None) -> Path:
     """Write the run's merged model or its adapter (with tokenizer and labels) to `out`; returns `out`."""
-    from textlora.runs import finish_run, open_run
+    from textlora.runs import open_run
 
     if kind not in KINDS:
         raise TextloraError(f"unknown export kind {kind!r}; choose one of: {', '.join(KINDS)}")
     run = open_run(run_dir)
     out = Path(out)
-    _check_destination(run.path, out, overwrite)
+    check_destination(run.path, out, overwrite)
     whole_model = run.info["artifact"] != "adapter"
     if kind == "adapter" and whole_model:
         raise TextloraError(f"run {str(run_dir)!r} was trained with method {run.info.get('method')}: its artifact is "
                             "the whole model, there is no adapter to export; use --merged")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    try:
+    with staged_folder(out) as temporary:
         if kind == "adapter" or whole_model:
             _copy_files(run.artifact, temporary)  # as trained: already safetensors with the label config
         else:
@@ -112,10 +131,6 @@ def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overw
             (temporary / "README.md").write_text(_adapter_card(run))
         if not any(temporary.glob("*.safetensors")) or any(temporary.glob("*.bin")):
             raise RuntimeError(f"export of {run.path} wrote no safetensors weights (or pickled ones); please report it")
-        finish_run(temporary, out)  # an overwritten export is removed only after the new one is in place
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return out
 
 
@@ -125,6 +140,12 @@ def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overw
 def cmd_export(args: argparse.Namespace) -> int:
     from textlora.runs import folder_size
 
+    if args.onnx is not None:
+        return _cmd_export_onnx(args)
+    given = [flag for flag, value in (("--quantize", args.quantize), ("--force", args.force),
+                                      ("--max-drop", args.max_drop)) if value not in (None, False)]
+    if given:
+        raise TextloraError(f"{', '.join(given)} apply to --onnx only; export with --onnx OUT")
     kind, out = ("merged", args.merged) if args.merged else ("adapter", args.adapter)
     written = export_run(args.run_dir, out, kind, args.overwrite, args.model)
     size = folder_size(written) / 2**20
@@ -141,20 +162,49 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from textlora.onnxexport import DEFAULT_MAX_DROP, ONNX_FILE, export_onnx
+
+    max_drop = DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop
+    written, parity = export_onnx(args.run_dir, args.onnx, args.quantize, args.overwrite, args.force, max_drop,
+                                  args.model, progress=not args.quiet)
+    size = (written / ONNX_FILE).stat().st_size / 2**20
+    if parity is None:
+        print("warning: exported without the parity check (--force); parity.json says why")
+    elif parity.drop_points > max_drop:
+        print(f"warning: exported past the parity gate (--force): {parity.drop_points:.2f} pt lost, limit {max_drop:g}")
+    print(f"ONNX model ({args.quantize or 'fp32'}, {size:.1f} MiB) written to {written} with its tokenizer, labels "
+          f"and temperature; run it with `textlora predict {args.run_dir} --backend onnx --onnx {written}` or with "
+          "onnxruntime alone (README: ONNX and int8)")
+    return 0
+
+
 def register_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="write a run as a plain transformers model (adapter merged) or as its PEFT adapter",
+        help="write a run as a plain transformers model (adapter merged), its PEFT adapter, or ONNX",
         description="--merged: fold the adapter into the base weights and save a transformers folder "
         "(safetensors, trained head, label names, tokenizer) that AutoModelForSequenceClassification and "
         "AutoTokenizer load without textlora. --adapter: the PEFT adapter alone with its label config and "
-        "tokenizer. Written to a temporary sibling folder and renamed at the end.",
-        epilog="example: textlora export runs/imdb-minilm --merged exported/imdb-minilm",
+        "tokenizer. --onnx: the merged classifier as ONNX (fp32, or int8 with --quantize int8) with tokenizer, "
+        "labels and temperature, kept only if it matches torch fp32 on the run's test rows (the parity gate). "
+        "Written to a temporary sibling folder and renamed at the end.",
+        epilog="example: textlora export runs/imdb-minilm --merged exported/imdb-minilm; "
+        "textlora export runs/imdb-minilm --onnx exported/imdb-onnx --quantize int8",
     )
     parser.add_argument("run_dir", help="a run folder written by `textlora train`")
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--merged", metavar="OUT", help="folder for the merged model")
     kind.add_argument("--adapter", metavar="OUT", help="folder for the adapter (adapter methods only)")
+    kind.add_argument("--onnx", metavar="OUT", help="folder for the ONNX model (classification-head runs)")
+    parser.add_argument("--quantize", choices=("int8",),
+                        help="with --onnx: dynamic int8 quantization of the MatMul/Gemm weights (onnxruntime)")
+    parser.add_argument("--max-drop", type=float, metavar="POINTS",
+                        help="with --onnx: accuracy points the ONNX model may lose against torch fp32 on the run's "
+                             "test rows before the export is refused (default 0.5)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --onnx: export even past the parity gate, or when the test rows cannot be read")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     parser.add_argument("--model", help="base model to merge into, if it moved since training")
     parser.set_defaults(func=cmd_export)

@@ -13,6 +13,9 @@ merge_and_unload), so inference runs a plain transformers model. With
 precision "bf16" (or "auto" on hardware that runs bf16 natively: CUDA,
 AVX512-BF16/AMX CPUs) the loaded model is cast to bf16 for speed; the
 default "fp32" gives exactly the probabilities the run's metrics came from.
+With backend "onnx" the model is the run's ONNX export (`textlora export RUN
+--onnx DIR`, fp32 or int8) run by onnxruntime; the run folder still gives the
+preprocessing, temperature and what ships (onnxexport.py).
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ def _as_classifier(run: RunDir, model):
 
 
 COMPONENTS = ("shipped", "finetuned")
+BACKENDS = ("torch", "onnx")
 
 
 def shipped_kind(run: RunDir) -> str:
@@ -131,6 +135,24 @@ def shipped_kind(run: RunDir) -> str:
 
 def needs_neural_model(run: RunDir) -> bool:
     return shipped_kind(run) in ("finetuned", "ensemble")
+
+
+def resolve_backend(backend: str | None, onnx: str | Path | None) -> str:
+    """--backend as given, else onnx when --onnx names a folder, else torch."""
+    return backend or ("onnx" if onnx is not None else "torch")
+
+
+def check_backend(backend: str, onnx: str | Path | None, precision: str = "fp32") -> None:
+    """One line per misuse of --backend / --onnx, before anything loads."""
+    if backend not in BACKENDS:
+        raise TextloraError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch" and onnx is not None:
+        raise TextloraError("--onnx is read by the onnx backend only; add --backend onnx")
+    if backend == "onnx" and onnx is None:
+        raise TextloraError("--backend onnx needs --onnx DIR, a folder written by `textlora export RUN --onnx DIR`")
+    if backend == "onnx" and precision != "fp32":
+        raise TextloraError(f"--precision {precision} applies to the torch backend; an ONNX model runs in the "
+                            "precision it was exported in (fp32, or int8 with --quantize int8)")
 
 
 class Predictor:
@@ -159,16 +181,27 @@ class Predictor:
     @classmethod
     def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64,
                  trust_remote_code: bool = False, precision: str = "fp32", calibrated: bool = True,
-                 component: str = "shipped") -> "Predictor":
+                 component: str = "shipped", backend: str | None = None,
+                 onnx: str | Path | None = None) -> "Predictor":
         """`precision`: fp32 (default: the probabilities the run's metrics came from), bf16, or auto.
         `calibrated`: divide the fine-tuned logits by the run's temperature (default).
-        `component`: shipped (what ship.json says, default) or finetuned (the adapted model alone)."""
+        `component`: shipped (what ship.json says, default) or finetuned (the adapted model alone).
+        `backend`: torch, or onnx: the run's ONNX export in the folder `onnx` (the default when it is given)."""
         inference_precision(precision)  # a bad value fails before minutes of loading
         if component not in COMPONENTS:
             raise TextloraError(f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}")
+        backend = resolve_backend(backend, onnx)
+        check_backend(backend, onnx, precision)
         run = open_run(path)
         model = None
-        if component == "finetuned" or needs_neural_model(run):
+        if backend == "onnx":
+            from textlora.onnxexport import load_onnx_classifier, read_info
+
+            # Checked even when a classical row ships alone: a wrong folder should not pass unnoticed.
+            read_info(onnx, run)
+            if component == "finetuned" or needs_neural_model(run):
+                model = load_onnx_classifier(onnx)
+        elif component == "finetuned" or needs_neural_model(run):
             model = load_run_model(run, base_model, trust_remote_code=trust_remote_code, precision=precision)
         return cls.for_model(run, model, batch_size, calibrated, component)
 

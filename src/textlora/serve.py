@@ -59,6 +59,10 @@ class ServeSettings:
     """When set, /v1/* needs `Authorization: Bearer <token>`."""
     precision: str = "fp32"
     """fp32 | bf16 | auto: the model's precision (textlora.predict.inference_precision)."""
+    backend: Optional[str] = None
+    """torch | onnx (textlora.predict.Predictor.from_run); default torch, or onnx when `onnx` is set."""
+    onnx: Optional[str] = None
+    """The run's ONNX export (`textlora export RUN --onnx DIR`), for backend onnx."""
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "pass_size", "max_texts", "max_chars", "max_body_bytes", "max_queue"):
@@ -144,12 +148,23 @@ def parse_run_args(items: Sequence[str]) -> list[tuple[str, Path]]:
 
 
 def load_engine(runs: Sequence[tuple[str, "str | Path"]], base_model: Optional[str] = None,
-                pass_size: int = 16, precision: str = "fp32") -> Engine:
+                pass_size: int = 16, precision: str = "fp32", backend: Optional[str] = None,
+                onnx: "str | Path | None" = None) -> Engine:
     """Open and check every run, load the base model once and attach each adapter to it
-    (`precision`: fp32, bf16 or auto, as for textlora.predict)."""
-    from textlora.predict import Predictor, cast_for_inference, inference_precision, load_run_model
+    (`precision`: fp32, bf16 or auto; `backend` torch or onnx with `onnx` the export: as for textlora.predict)."""
+    from textlora.predict import (Predictor, cast_for_inference, check_backend, inference_precision, load_run_model,
+                                  resolve_backend)
 
     inference_precision(precision)  # a bad value fails before any loading
+    backend = resolve_backend(backend, onnx)
+    check_backend(backend, onnx, precision)
+    if backend == "onnx":
+        if len(runs) != 1:  # an export is one merged model: there is no shared base to switch adapters on
+            raise TextloraError("--backend onnx serves one run per server; start one server per run")
+        (name, path), = runs
+        predictor = Predictor.from_run(path, batch_size=pass_size, backend="onnx", onnx=onnx)
+        run = open_run(path)
+        return Engine(predictor.model, {name: Adapter(name, run, predictor, None)}, run.info.get("base_model") or "?")
 
     opened = [(name, open_run(path)) for name, path in runs]
     for name, run in opened:
@@ -524,7 +539,8 @@ def serve(runs: Sequence[str], host: str = "127.0.0.1", port: int = DEFAULT_PORT
     import uvicorn
 
     started = time.perf_counter()
-    engine = load_engine(parse_run_args(runs), base_model, settings.pass_size, settings.precision)
+    engine = load_engine(parse_run_args(runs), base_model, settings.pass_size, settings.precision, settings.backend,
+                         settings.onnx)
     engine.warm_up()  # the first pass allocates; do it before the first client waits
     app = create_app(engine, settings)
     names = ", ".join(engine.adapters)
@@ -559,7 +575,7 @@ def cmd_serve(args) -> int:
         max_batch=args.max_batch, pass_size=args.pass_size, max_wait_ms=args.max_wait_ms, batching=not args.no_batching,
         max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
         max_queue=args.max_queue, token=args.token if args.token is not None else os.environ.get("TEXTLORA_TOKEN"),
-        precision=args.precision,
+        precision=args.precision, backend=args.backend, onnx=args.onnx,
     )
     serve(args.run_dirs, args.host, args.port, args.model, settings)
     return 0
@@ -590,6 +606,9 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=defaults.precision,
                         help="fp32 (default: the run's own probabilities), bf16 (faster where the hardware runs it "
                              "natively), or auto")
+    from textlora.cli import add_backend_arguments
+
+    add_backend_arguments(parser)
     parser.add_argument("--max-texts", type=int, default=defaults.max_texts, help="texts per request (default %(default)s)")
     parser.add_argument("--max-chars", type=int, default=defaults.max_chars, help="characters per text (default %(default)s)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,

@@ -91,8 +91,10 @@ def build_ui(predictor, run: RunDir, examples: Sequence[str] | None = None):
 
 
 def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, base_model: str | None = None,
-              examples: Sequence[str] | None = None, block: bool = True, trust_remote_code: bool = False):
-    """Load the run and start the page; returns the gr.Blocks (already serving when block=False)."""
+              examples: Sequence[str] | None = None, block: bool = True, trust_remote_code: bool = False,
+              backend: str | None = None, onnx: str | None = None):
+    """Load the run and start the page; returns the gr.Blocks (already serving when block=False).
+    `backend` / `onnx`: as for textlora.predict.Predictor.from_run."""
     # Gradio otherwise reports usage to its servers; a local model page has no reason to.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
@@ -101,7 +103,8 @@ def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, b
     from textlora.runs import open_run
 
     run = open_run(run_dir)
-    predictor = Predictor.from_run(run_dir, base_model=base_model, trust_remote_code=trust_remote_code)
+    predictor = Predictor.from_run(run_dir, base_model=base_model, trust_remote_code=trust_remote_code,
+                                   backend=backend, onnx=onnx)
     page = build_ui(predictor, run, examples)
     # System fonts: the default theme fetches Google Fonts, which hangs the
     # page on a machine without internet. No server-side rendering: it needs Node.
@@ -116,7 +119,11 @@ def launch_ui(run_dir: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT, b
 
 
 def cmd_ui(args) -> int:
-    launch_ui(args.run_dir, args.host, args.port, args.model, args.example, trust_remote_code=args.trust_remote_code)
+    from textlora.predict import check_backend, resolve_backend
+
+    check_backend(resolve_backend(args.backend, args.onnx), args.onnx)  # before Gradio loads
+    launch_ui(args.run_dir, args.host, args.port, args.model, args.example, trust_remote_code=args.trust_remote_code,
+              backend=args.backend, onnx=args.onnx)
     return 0
 
 
@@ -137,4 +144,7 @@ def register_cli(subparsers) -> None:
                         "none otherwise")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="needed for a run trained with --trust-remote-code: runs its model's own code")
+    from textlora.cli import add_backend_arguments
+
+    add_backend_arguments(parser)
     parser.set_defaults(func=cmd_ui)

@@ -1,0 +1,395 @@
+"""ONNX export of a run's fine-tuned classifier, the parity gate it must pass, and the onnxruntime
+model that predict / serve / ui run with `--backend onnx`.
+
+    textlora export runs/demo --onnx exported/demo-onnx --quantize int8
+    textlora predict runs/demo --backend onnx --onnx exported/demo-onnx "Great film!"
+
+The exported folder is self-contained: model.onnx (inputs input_ids, attention_mask and, where the
+tokenizer makes them, token_type_ids, with dynamic batch and sequence axes; output logits), the
+tokenizer, labels.json and config.json (id2label), calibration.json (divide the logits by its
+temperature before the softmax), ship.json + classical/ when the run ships an ensemble or a classical
+row, onnx.json (what was exported, from which run) and parity.json (the gate's numbers).
+
+Exporter: torch.onnx.export(dynamo=True), the torch.export-based path and torch's default since 2.9;
+it needs onnxscript. The TorchScript exporter (dynamo=False) still runs in torch 2.13 but is
+deprecated, and it traces: Python branches on shapes are frozen at the example's shapes without a
+word, where torch.export keeps symbolic shapes or refuses. Both gave logits equal to torch to 1e-8
+on BERT here; the maintained one wins. optimum-onnx would do the export too, but it pins
+transformers 4.x.
+
+One home for the format: this module writes the folder and is the only reader of it (onnx.json is
+checked against the run it is used with, so one run's export never serves another's labels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from textlora.errors import TextloraError
+from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, open_run, write_json
+
+ONNX_FILE = "model.onnx"
+INFO_FILE = "onnx.json"
+PARITY_FILE = "parity.json"
+FORMAT = 1
+QUANTIZE = ("int8",)
+OPSET = 18  # >= 17 (LayerNormalization as one op); what torch 2.13's dynamo exporter targets
+DEFAULT_MAX_DROP = 0.5
+"""Accuracy points the ONNX model may lose against torch fp32 on the run's test rows."""
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf's 2 GB limit, with room: larger weights go beside model.onnx
+INSTALL_HINT = "pip install 'textlora[onnx]' (onnx, onnxruntime, onnxscript)"
+
+
+# --------------------------------------------------------------------------- the runtime model
+
+
+class OnnxClassifier:
+    """An onnxruntime session that looks like a transformers classifier to evaluate.predict_logits:
+    `model(input_ids=..., attention_mask=..., token_type_ids=...)` returns an output with `.logits`
+    (a torch tensor), `eval()` / `train()` / `parameters()` exist and do nothing that matters."""
+
+    training = False
+
+    def __init__(self, session, path: Path):
+        self.session = session
+        self.path = path
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        defaults = {"attention_mask": torch.ones_like, "token_type_ids": torch.zeros_like}
+        feeds = {}
+        for name in self.input_names:
+            value = given.get(name)
+            if value is None:  # a tokenizer that makes no token types: segment 0, as transformers does
+                value = defaults[name](input_ids)
+            feeds[name] = value.detach().cpu().numpy().astype(np.int64, copy=False)
+        (logits,) = self.session.run(["logits"], feeds)
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+    def __call__(self, **inputs):
+        return self.forward(**inputs)
+
+    def eval(self) -> "OnnxClassifier":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxClassifier":
+        return self
+
+    def parameters(self):  # evaluate.model_device: no parameters means the CPU
+        return iter(())
+
+
+def artifact_digest(run: RunDir) -> str:
+    """sha256 of the run's weight files: which trained weights an export was made from."""
+    digest = hashlib.sha256()
+    for path in sorted(run.artifact.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_info(onnx_dir: str | Path, run: RunDir | None = None) -> dict[str, Any]:
+    """onnx.json of an exported folder, checked to hold a model.onnx and (given `run`) to come from that run."""
+    folder = Path(onnx_dir)
+    if not (folder / ONNX_FILE).is_file():
+        raise TextloraError(f"no {ONNX_FILE} in {str(folder)!r}; write one with "
+                            f"`textlora export RUN --onnx {folder}`")
+    try:
+        info = json.loads((folder / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        raise TextloraError(f"{folder / INFO_FILE} is missing or corrupt; export the run again") from None
+    if info.get("format") != FORMAT:
+        raise TextloraError(f"{folder} is an ONNX export of format {info.get('format')!r}, this textlora reads "
+                            f"{FORMAT}; export the run again")
+    if run is not None and (info.get("artifact_sha256") != artifact_digest(run)
+                            or info.get("label_names") != run.label_names):
+        raise TextloraError(f"{str(folder)!r} was exported from run {info.get('run')!r} with other weights than "
+                            f"{str(run.path)!r}; export this run with `textlora export {run.path} --onnx DIR`")
+    return info
+
+
+def load_onnx_classifier(onnx_dir: str | Path, run: RunDir | None = None) -> OnnxClassifier:
+    """An InferenceSession on the exported model (checked against `run` when given)."""
+    folder = Path(onnx_dir)
+    read_info(folder, run)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TextloraError(f"the ONNX backend needs onnxruntime; {INSTALL_HINT}") from None
+    return OnnxClassifier(_session(ort, folder / ONNX_FILE), folder)
+
+
+def _session(ort, path: Path):
+    options = ort.SessionOptions()
+    # onnxruntime ignores OMP_NUM_THREADS; torch's thread count honours it (and torch.set_num_threads),
+    # so both backends use the same cores and a limit set for one holds for the other.
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: it warns about every initializer it folds
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own pybind types (InvalidProtobuf, Fail, ...)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise TextloraError(f"could not load {path} ({first}); the file is corrupt or truncated, "
+                            "export the run again") from None
+
+
+# --------------------------------------------------------------------------- parity
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The ONNX model against the torch fp32 merged model on the run's own test rows (calibrated)."""
+
+    rows: int
+    agreement: float
+    """Share of rows where both give the same label."""
+    accuracy_torch: float
+    accuracy_onnx: float
+    max_prob_diff: float
+    """Largest absolute difference of any class probability."""
+    precision: str
+
+    @property
+    def change_points(self) -> float:
+        """Accuracy points gained by the ONNX model (negative: lost); + 0.0 turns -0.0 into 0.0."""
+        return 100.0 * (self.accuracy_onnx - self.accuracy_torch) + 0.0
+
+    @property
+    def drop_points(self) -> float:
+        return -self.change_points + 0.0
+
+    def line(self) -> str:
+        return (f"on the run's {self.rows} test rows, labels agree on {self.agreement:.2%}; accuracy "
+                f"{self.accuracy_torch:.2%} (torch fp32) -> {self.accuracy_onnx:.2%} (onnx {self.precision}), "
+                f"{self.change_points:+.2f} pt; largest probability difference {self.max_prob_diff:.2e}")
+
+    def as_dict(self, max_drop: float) -> dict[str, Any]:
+        return {"checked": True, **asdict(self), "accuracy_change_points": self.change_points,
+                "max_drop_points": max_drop, "passed": self.drop_points <= max_drop}
+
+
+def parity_rows(run: RunDir) -> tuple[list[str], np.ndarray]:
+    """The run's test texts and labels, reloaded from its data (a run folder keeps no texts).
+
+    The data is read again with the run's own config and seed; its fingerprint must equal the
+    recorded one and its test labels the recorded ones, or the rows are not the run's. Raises
+    TextloraError saying why when they cannot be had.
+    """
+    from textlora.config import config_from_dict
+    from textlora.data import fingerprint, load_splits
+
+    cfg = config_from_dict(run.config())
+    try:
+        splits = load_splits(cfg.data, cfg.seed)
+    except TextloraError as err:
+        raise TextloraError(f"the run's data {cfg.data.source!r} cannot be read ({err})") from None
+    except (OSError, ValueError) as err:  # hub and file readers raise these when the data is gone
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise TextloraError(f"the run's data {cfg.data.source!r} cannot be read ({first})") from None
+    recorded = run.record().data.get("fingerprint")
+    found = fingerprint(splits)
+    labels = splits.test["label"].to_numpy()
+    if recorded != found or not np.array_equal(labels, np.asarray(run.test_probs()["labels"])):
+        raise TextloraError(f"the run's data {cfg.data.source!r} changed since training (fingerprint {found}, "
+                            f"the run recorded {recorded})")
+    return list(splits.test["text"]), labels
+
+
+def check_parity(run: RunDir, torch_model, onnx_model, texts: Sequence[str], labels: np.ndarray,
+                 precision: str, batch_size: int = 64, progress: bool = False) -> Parity:
+    """Score the rows with both models through Predictor (same preprocessing, truncation, temperature)."""
+    from textlora.predict import Predictor
+
+    probs = [Predictor.for_model(run, model, batch_size, component="finetuned").predict_probs(texts, progress)
+             for model in (torch_model, onnx_model)]
+    torch_labels, onnx_labels = probs[0].argmax(1), probs[1].argmax(1)
+    return Parity(
+        rows=len(labels),
+        agreement=float((torch_labels == onnx_labels).mean()),
+        accuracy_torch=float((torch_labels == labels).mean()),
+        accuracy_onnx=float((onnx_labels == labels).mean()),
+        max_prob_diff=float(np.abs(probs[0] - probs[1]).max()),
+        precision=precision,
+    )
+
+
+# --------------------------------------------------------------------------- export
+
+
+class LogitsOnly(torch.nn.Module):
+    """The transformers classifier with named tensor inputs and one output, logits: the graph's signature."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter prints its progress, registration notes and shape warnings meant for
+    debugging it, and quantize_dynamic logs advice on the root logger; none of it is the user's."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def write_onnx(model, tokenizer, path: Path) -> list[str]:
+    """Export `model` (a transformers sequence classifier, fp32) to `path`; returns the input names."""
+    from torch.export import Dim
+
+    names = [n for n in INPUTS if n in ("input_ids", "attention_mask") or n in tokenizer.model_input_names]
+    # Two rows of different lengths, both above 1: torch.export would specialise a dimension of 0 or 1.
+    example = tokenizer(["a short text for the export", "another one"], padding=True, return_tensors="pt")
+    args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
+    batch, sequence = Dim("batch"), Dim("sequence")
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    try:
+        with _quiet():
+            torch.onnx.export(
+                LogitsOnly(model).eval(), args, str(path), input_names=names,
+                output_names=["logits"], opset_version=OPSET, dynamo=True, verbose=False,
+                dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
+                external_data=size > EXTERNAL_DATA_BYTES)
+    except ImportError as err:
+        raise TextloraError(f"ONNX export needs {err.name or 'onnxscript'}; {INSTALL_HINT}") from None
+    return names
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization (onnxruntime): MatMul/Gemm weights stored as int8, activations
+    quantized per batch at run time; embeddings and layer norms stay fp32.
+
+    onnxruntime suggests its quant_pre_process first; its symbolic shape inference fails on the
+    dynamo exporter's graphs (checked with BERT), and quantize_dynamic needs no shapes."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                         use_external_data_format=(source.parent / f"{source.name}.data").exists())
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("torch", "transformers", "onnx", "onnxruntime", "onnxscript"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = None, overwrite: bool = False,
+                force: bool = False, max_drop: float = DEFAULT_MAX_DROP, base_model: str | None = None,
+                say: Callable[[str], None] = print, progress: bool = False) -> tuple[Path, Parity | None]:
+    """Export the run's merged fp32 classifier to `out` as ONNX (int8 with quantize="int8").
+
+    Before the folder is put in place, the parity gate scores the run's test rows with the ONNX
+    model and the torch fp32 model: an accuracy drop above `max_drop` points, or test rows that
+    cannot be had, refuse the export unless `force`. Returns the folder and the parity (None when
+    it could not be checked).
+    """
+    from textlora.config import config_from_dict
+    from textlora.export import check_destination, staged_folder
+    from textlora.models import load_tokenizer
+    from textlora.predict import load_run_model
+
+    if quantize not in (None, *QUANTIZE):
+        raise TextloraError(f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZE)} or leave it out (fp32)")
+    if max_drop < 0:
+        raise TextloraError(f"--max-drop must be 0 or more accuracy points, got {max_drop:g}")
+    run = open_run(run_dir)
+    if run.info.get("objective") == "seq2seq":
+        raise TextloraError(f"ONNX export covers classification heads (objective classifier); run {str(run_dir)!r} "
+                            "scores label words with a language model, export it with --merged")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TextloraError(f"ONNX export needs onnxruntime; {INSTALL_HINT}") from None
+    out = Path(out)
+    check_destination(run.path, out, overwrite)
+    precision = quantize or "fp32"
+    # Read before minutes of export: the gate needs the rows, and without --force they decide.
+    rows, unchecked = None, None
+    try:
+        rows = parity_rows(run)
+    except TextloraError as err:
+        if not force:
+            raise TextloraError(f"cannot run the parity gate: {err}; make it readable again (relative paths are "
+                                "read from where you run this), or pass --force to export unchecked") from None
+        unchecked = str(err)
+    model = load_run_model(run, base_model, merge=True).eval()
+    tokenizer = load_tokenizer(str(run.path / "tokenizer"))
+    model_cfg = config_from_dict(run.config()).model
+    with staged_folder(out) as folder:
+        path = folder / ONNX_FILE
+        if quantize:
+            (folder / ".fp32").mkdir()
+            names = write_onnx(model, tokenizer, folder / ".fp32" / ONNX_FILE)
+            quantize_int8(folder / ".fp32" / ONNX_FILE, path)
+            shutil.rmtree(folder / ".fp32")
+        else:
+            names = write_onnx(model, tokenizer, path)
+        parity = None
+        if rows is not None:
+            onnx_model = OnnxClassifier(_session(ort, path), folder)
+            parity = check_parity(run, model, onnx_model, *rows, precision, progress=progress)
+            say(f"parity: {parity.line()}")
+            if parity.drop_points > max_drop and not force:
+                raise TextloraError(f"the ONNX model fails the parity gate (limit {max_drop:g} pt): {parity.line()}; "
+                                    "pass --force to export it anyway")
+        write_json(folder / PARITY_FILE, parity.as_dict(max_drop) if parity else {"checked": False, "reason": unchecked})
+        # The run's max_length as the tokenizer's own limit: a plain `tokenizer(texts, truncation=True)`
+        # then cuts where the run did (head truncation; onnx.json names the run's strategy).
+        tokenizer.model_max_length = model_cfg.max_length
+        tokenizer.save_pretrained(str(folder))
+        model.config.id2label = dict(enumerate(run.label_names))
+        model.config.label2id = {name: i for i, name in enumerate(run.label_names)}
+        model.config.save_pretrained(str(folder))
+        shutil.copy2(run.path / "labels.json", folder / "labels.json")
+        for name in (CALIBRATION_FILE, SHIP_FILE):
+            if (run.path / name).is_file():
+                shutil.copy2(run.path / name, folder / name)
+        ship = run.json_file(SHIP_FILE) or {}
+        if ship.get("partner"):  # an ensemble or a classical row ships: its model travels too
+            shutil.copytree(run.path / CLASSICAL_DIR / ship["partner"], folder / CLASSICAL_DIR / ship["partner"])
+        write_json(folder / INFO_FILE, {
+            "format": FORMAT, "run": run.info.get("name", run.path.name), "method": run.info.get("method"),
+            "base_model": run.info.get("base_model"), "label_names": run.label_names, "inputs": names,
+            "output": "logits", "opset": OPSET, "precision": precision, "max_length": model_cfg.max_length,
+            "truncation": run.info.get("truncation") or model_cfg.truncation, "artifact_sha256": artifact_digest(run),
+            "exporter": "torch.onnx.export(dynamo=True)", "versions": _versions(),
+        })
+    return out, parity
