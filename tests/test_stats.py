@@ -209,7 +209,9 @@ def test_paired_bootstrap_skips_resamples_where_either_side_is_undefined():
     assert 100 < len(diffs) < 175
     assert diff == pytest.approx(roc_auc_score(labels, a[:, 1]) - roc_auc_score(labels, b[:, 1]))
     assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
-    d = np.array(diffs)
+    # sklearn's trapezoids can leave 1e-16 between two equal AUCs (a tie counted on one side only);
+    # the rank sums stats.py uses are exact, so ties are compared after rounding the reference.
+    d = np.round(np.array(diffs), 12)
     tails = (np.sum(d <= 0) + 1, np.sum(d >= 0) + 1)
     assert p == pytest.approx(min(1.0, 2 * min(tails) / (len(d) + 1)))
 
@@ -279,3 +281,23 @@ def test_verdict_adds_macro_f1_only_when_its_significance_differs():
         "no significant difference on 2,000 test texts; macro F1 +2.3 pt [+0.4, +4.1] is significant (p = 0.012)"
     )
     assert "macro F1" not in crafted(2000, 0.012, (-0.004, 0.028), 0.14, f1_p=0.3).verdict
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_vectorised_resamples_equal_metric_value_per_resample(n_classes):
+    """_resampled scores all resamples at once; every value equals metric_value on that resample,
+    including undefined ROC-AUC (one class only, or a class missing) and tied scores."""
+    from textlora.stats import _resampled, metric_value, resample_indices
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, n_classes, 12)
+    probs = rng.dirichlet(np.ones(n_classes), 12).round(1)  # rounded: ties among the scores
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    indices = resample_indices(12, 300, seed=3)
+    for metric in ("accuracy", "f1_macro", "roc_auc"):
+        fast = _resampled(metric, labels, probs, indices)
+        slow = [metric_value(metric, labels[rows], probs[rows]) for rows in indices]
+        assert [v is None for v in fast] == [v is None for v in slow], metric
+        np.testing.assert_allclose([v for v in fast if v is not None], [v for v in slow if v is not None],
+                                   rtol=0, atol=1e-12, err_msg=metric)
+    assert any(v is None for v in _resampled("roc_auc", labels, probs, indices)) or n_classes == 2

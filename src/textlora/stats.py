@@ -6,9 +6,9 @@ set it came from (DESIGN.md, "Honest numbers"). Resampling is always
 scored on the same resampled rows, so differences between models are not
 inflated by independent noise.
 
-Accuracy and macro F1 are computed with numpy here because the bootstrap
-calls them thousands of times and sklearn's input validation costs ~1 ms a
-call; tests check both against sklearn. ROC-AUC stays with sklearn.
+On resamples, accuracy, macro F1 and ROC-AUC are computed with numpy, vectorised over the
+resamples (the bootstrap needs thousands of them and sklearn's input validation costs ~1 ms a
+call); tests check them against sklearn and against metric_value per resample.
 """
 
 from __future__ import annotations
@@ -75,8 +75,53 @@ def _percentile_interval(values: Sequence[float], confidence: float) -> Interval
     return float(low), float(high)
 
 
+CHUNK = 200
+"""Resamples scored at once: bounds the (chunk x rows) arrays of the vectorised metrics."""
+
+
 def _resampled(metric: str, labels: np.ndarray, probs: np.ndarray, indices: np.ndarray) -> list[float | None]:
-    return [metric_value(metric, labels[rows], probs[rows]) for rows in indices]
+    """metric_value on every resample (rows of `indices`), vectorised over resamples: the same
+    numbers as calling metric_value per resample (a test checks it), orders of magnitude faster
+    (a tiny run's intervals and verdicts took ~15 s of sklearn calls)."""
+    out: list[float | None] = []
+    for start in range(0, len(indices), CHUNK):
+        values = _resampled_chunk(metric, np.asarray(labels, dtype=np.int64), np.asarray(probs), indices[start:start + CHUNK])
+        out += [None if np.isnan(v) else float(v) for v in values]
+    return out
+
+
+def _resampled_chunk(metric: str, labels: np.ndarray, probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    n_classes = probs.shape[1]
+    resampled_labels = labels[rows]  # (chunk, n)
+    if metric == "accuracy":
+        return (probs.argmax(axis=1)[rows] == resampled_labels).mean(axis=1)
+    if metric == "f1_macro":
+        codes = resampled_labels * n_classes + probs.argmax(axis=1)[rows]
+        offsets = np.arange(len(rows))[:, None] * n_classes * n_classes
+        confusion = np.bincount((codes + offsets).ravel(), minlength=len(rows) * n_classes * n_classes)
+        confusion = confusion.reshape(len(rows), n_classes, n_classes)
+        tp = np.diagonal(confusion, axis1=1, axis2=2).astype(np.float64)
+        denominator = confusion.sum(axis=2) + confusion.sum(axis=1)
+        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        return f1.mean(axis=1)
+    if metric == "roc_auc":
+        # The rank-sum form of ROC-AUC (ties take average ranks, as sklearn's trapezoids count them 1/2):
+        # AUC = (sum of the positives' ranks - P(P+1)/2) / (P * N).
+        from scipy.stats import rankdata
+
+        classes = [1] if n_classes == 2 else range(n_classes)
+        aucs = []
+        for k in classes:
+            positive = resampled_labels == k
+            n_pos = positive.sum(axis=1)
+            n_neg = positive.shape[1] - n_pos
+            ranks = rankdata(probs[:, k][rows], axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                aucs.append(((ranks * positive).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+        aucs = np.vstack(aucs)  # (classes, chunk); NaN where a class is absent or alone
+        # Undefined as metric_value: fewer than two classes present; multiclass unless every class is.
+        return aucs[0] if n_classes == 2 else np.where(np.isnan(aucs).any(axis=0), np.nan, aucs.mean(axis=0))
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS_WITH_INTERVALS}")
 
 
 def bootstrap_intervals(
@@ -125,12 +170,8 @@ def _paired(
     full_a, full_b = metric_value(metric, labels, probs_a), metric_value(metric, labels, probs_b)
     if full_a is None or full_b is None:
         return None, None, None, None
-    diffs = []
-    for rows in indices:
-        a = metric_value(metric, labels[rows], probs_a[rows])
-        b = metric_value(metric, labels[rows], probs_b[rows])
-        if a is not None and b is not None:
-            diffs.append(a - b)
+    diffs = [a - b for a, b in zip(_resampled(metric, labels, probs_a, indices),
+                                   _resampled(metric, labels, probs_b, indices)) if a is not None and b is not None]
     interval = _percentile_interval(diffs, confidence)
     if interval is None:
         return full_a - full_b, None, None, None
