@@ -11,7 +11,7 @@ from textlora.runs import open_run
 def test_run_folder_has_exactly_the_expected_files(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
     assert names == {"run.json", "config.yaml", "metrics.json", "adapter", "tokenizer", "labels.json", "README.md",
-                     "ship.json", "calibration.json", "test_probs.safetensors"}
+                     "ship.json", "calibration.json", "test_probs.safetensors", "examples.json"}
     adapter = {p.name for p in (tiny_run / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "config.json"} <= adapter
     assert not list(tiny_run.parent.glob(".*partial*"))

@@ -103,8 +103,8 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
     from textlora.models import build_model, check_max_length, load_tokenizer, resolve_model_source, resolve_objective
     from textlora.predict import load_run_model
-    from textlora.runs import (CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, PROBS_FILE, ROW_NAMES, SHIP_FILE,
-                               RunDir, base_signature)
+    from textlora.runs import (CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, EXAMPLES_FILE, PROBS_FILE, ROW_NAMES,
+                               SHIP_FILE, RunDir, base_signature)
     from textlora.ship import (blend, choose_ensemble, choose_ship, plan_dict, resolve_select_metric, score)
     from textlora.train import train_model
 
@@ -245,6 +245,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
     write_json(work_dir / SHIP_FILE, ship)
     save_test_probs(work_dir / PROBS_FILE, test_labels, test_probs)
+    write_json(work_dir / EXAMPLES_FILE, short_examples(splits.test, names))
 
     rows = {**baselines, "finetuned": final, **({"ensemble": ensemble_row} if ensemble_row else {})}
     comparisons = compare_rows(test_labels, test_probs, rows, kind, classical_val, objective, select_metric,
@@ -283,6 +284,18 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     write_json(work_dir / RUN_MARKER, info)  # last: finished: true marks a complete run
     finish_run(work_dir, final_dir)
     return record
+
+
+def short_examples(test, label_names: list[str], words: tuple[int, int] = (6, 60)) -> list[dict[str, str]]:
+    """One test text per class for the web page: the shortest with at least `words[0]` words
+    (a text of one or two words shows little), cut to `words[1]` words."""
+    out = []
+    for label, name in enumerate(label_names):
+        texts = [t for t in test["text"][test["label"] == label] if len(t.split()) >= words[0]]
+        if texts:
+            shortest = min(texts, key=len)
+            out.append({"label": name, "text": " ".join(shortest.split()[: words[1]])})
+    return out
 
 
 def save_test_probs(path: Path, labels, probs: dict[str, Any]) -> None:

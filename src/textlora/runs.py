@@ -37,6 +37,8 @@ from textlora.errors import TextloraError
 RUN_MARKER = "run.json"
 FORMAT = 2
 SHIP_FILE = "ship.json"
+EXAMPLES_FILE = "examples.json"
+"""One short test text per class (with its label), so the web page can offer the run's own texts."""
 PROBS_FILE = "test_probs.safetensors"
 """Every row's probabilities on the test rows (and the labels), so that any later comparison
 (compare, report, benchmarks) is a paired test on the same rows without scoring them again."""

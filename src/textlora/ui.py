@@ -12,27 +12,17 @@ import os
 from typing import Any, Sequence
 
 from textlora.errors import TextloraError
-from textlora.runs import RunDir
+from textlora.runs import EXAMPLES_FILE, RunDir
 from textlora.tables import interval_text
 
 DEFAULT_PORT = 7860
 MAX_CHARS = 10_000  # the same per-text limit as `textlora serve`
-# A run folder keeps no texts (only numbers), so the page cannot offer the run's own test rows.
-# Kept simple: hand-written reviews are offered when every class name is a sentiment word; any
-# other task gets none (pass --example to offer some): a drug review under a topic classifier misleads.
-SENTIMENT_EXAMPLES = [
-    "This medicine worked wonders, my pain is gone and no side effects.",
-    "It did nothing for me and the nausea was unbearable.",
-    "Some relief at first, but the headaches came back after a month.",
-    "A wonderful film: great acting and a story I will remember.",
-]
-SENTIMENT_WORDS = {"negative", "positive", "neutral", "neg", "pos", "bad", "good", "mixed"}
 
 
-def examples_for(label_names: Sequence[str]) -> list[str]:
-    """The examples the page offers a run: the sentiment reviews when every class name is a sentiment word."""
-    names = {str(name).strip().lower() for name in label_names}
-    return list(SENTIMENT_EXAMPLES) if names and names <= SENTIMENT_WORDS else []
+def examples_for(run: RunDir) -> list[str]:
+    """The examples the page offers: one short test text per class of the run itself (examples.json),
+    so a topic classifier is not greeted with a drug review."""
+    return [example["text"] for example in run.json_file(EXAMPLES_FILE) or []]
 
 
 def metrics_markdown(run: RunDir) -> str:
@@ -64,7 +54,7 @@ def _cell(row: dict[str, Any], metric: str) -> str:
 
 
 def build_ui(predictor, run: RunDir, examples: Sequence[str] | None = None):
-    """The gr.Blocks page around a loaded Predictor; examples default to examples_for(the run's classes)."""
+    """The gr.Blocks page around a loaded Predictor; examples default to the run's own (examples_for)."""
     import gradio as gr
 
     def classify(text: str) -> dict[str, float]:
@@ -81,7 +71,7 @@ def build_ui(predictor, run: RunDir, examples: Sequence[str] | None = None):
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
             with gr.Column():
                 label = gr.Label(label="Prediction", num_top_classes=len(run.label_names), elem_id="prediction")
-        examples = examples_for(run.label_names) if examples is None else examples
+        examples = examples_for(run) if examples is None else examples
         if examples:
             gr.Examples(examples=[[e] for e in examples], inputs=[text])
         gr.Markdown(metrics_markdown(run), elem_id="metrics")
