@@ -510,15 +510,12 @@ def _token_lengths(cfg, splits: Splits) -> dict[str, list[int]]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from textlora.config import load_config
+    from textlora.config import command_overrides, load_config
     from textlora.data import load_splits
 
     if args.candidates < 0:
         raise TextloraError(f"--candidates must be >= 0, got {args.candidates}")
-    overrides = list(args.set or [])
-    if args.data:
-        overrides.append(f"data.source={json.dumps(args.data)}")
-    cfg = load_config(args.recipe, overrides)
+    cfg = load_config(args.recipe, command_overrides(args.recipe, args.set, data=args.data))
     start = time.perf_counter()
     # The audit must see the rows before dedupe removes what it is meant to find.
     splits = load_splits(dataclasses.replace(cfg.data, dedupe="none"), cfg.seed)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from textlora.config import PRECISIONS
 from textlora.errors import TextloraError
 
 EXIT_USER_ERROR = 2
@@ -43,21 +44,11 @@ def _quiet_libraries() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from textlora.config import load_config
+    from textlora.config import command_overrides, load_config
     from textlora.pipeline import run_experiment
-    from textlora.quick import quick_overrides  # --quick (issue 5): before --set, so --set wins
 
-    overrides = (quick_overrides(args.recipe) if args.quick else []) + list(args.set or [])
-    if args.model:
-        overrides.append(f"model.name={json.dumps(args.model)}")
-    if args.data:
-        overrides.append(f"data.source={json.dumps(args.data)}")
-    if args.name:
-        overrides.append(f"name={json.dumps(args.name)}")
-    if args.output_dir:
-        overrides.append(f"output_dir={json.dumps(args.output_dir)}")
-    if args.trust_remote_code:
-        overrides.append("model.trust_remote_code=true")
+    overrides = command_overrides(args.recipe, args.set, quick=args.quick, model=args.model, data=args.data,
+                                  name=args.name, output_dir=args.output_dir, trust_remote_code=args.trust_remote_code)
     cfg = load_config(args.recipe, overrides)
     run_experiment(cfg, overwrite=args.overwrite, quiet=args.quiet, resume=args.resume)
     return 0
@@ -205,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     predict.add_argument("--model", help="base model to load the adapter on, if it moved since training")
     predict.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
-    predict.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+    predict.add_argument("--precision", choices=PRECISIONS, default="fp32",
                          help="fp32 (default: the probabilities the run's metrics came from), bf16 (faster where "
                               "the hardware runs it natively; probabilities move by bf16 rounding), or auto")
     add_backend_arguments(predict)

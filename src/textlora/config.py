@@ -533,6 +533,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def command_overrides(recipe: str | Path | None, sets: typing.Iterable[str] | None, *, quick: bool = False,
+                      model: str | None = None, data: str | None = None, name: str | None = None,
+                      output_dir: str | None = None, trust_remote_code: bool = False) -> list[str]:
+    """The `key=value` overrides of a command's flags (train, sweep, audit), in the order that lets
+    the user's own win: --quick's sizes first, then --set, then the named flags."""
+    import json
+
+    overrides = []
+    if quick:
+        from textlora.quick import quick_overrides
+
+        overrides += quick_overrides(None if recipe is None else str(recipe))
+    overrides += list(sets or [])
+    for key, value in (("model.name", model), ("data.source", data), ("name", name), ("output_dir", output_dir)):
+        if value:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if trust_remote_code:
+        overrides.append("model.trust_remote_code=true")
+    return overrides
+
+
 def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
     """Return a copy of the raw recipe with every `key=value` override set."""
     result = yaml.safe_load(yaml.safe_dump(raw)) or {}

@@ -478,13 +478,9 @@ def failure_error(sweep_dir: Path) -> TextloraError | None:
 
 
 def cmd_sweep(args) -> int:
-    from textlora.quick import quick_overrides
+    from textlora.config import command_overrides
 
-    overrides = (quick_overrides(args.recipe) if args.quick else []) + list(args.set or [])
-    if args.model:
-        overrides.append(f"model.name={json.dumps(args.model)}")
-    if args.data:
-        overrides.append(f"data.source={json.dumps(args.data)}")
+    overrides = command_overrides(args.recipe, args.set, quick=args.quick, model=args.model, data=args.data)
     ray_options = {"address": args.ray_address, "cpus_per_trial": args.cpus_per_trial,
                    "gpus_per_trial": args.gpus_per_trial}
     out = args.out

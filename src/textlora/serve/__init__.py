@@ -18,6 +18,7 @@ module starts the server (uvicorn) and registers `textlora serve`.
 import time
 from typing import Callable, Optional, Sequence
 
+from textlora.config import PRECISIONS
 from textlora.serve.app import BodyLimit, create_app
 from textlora.serve.batcher import BatchStats, MicroBatcher
 from textlora.serve.engine import Adapter, Engine, load_engine, parse_run_args
@@ -96,7 +97,7 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
                         help="how long a request waits for others to share its pass (default %(default)s)")
     parser.add_argument("--no-batching", action="store_true", help="one forward pass per request")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=defaults.precision,
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                         help="fp32 (default: the run's own probabilities), bf16 (faster where the hardware runs it "
                              "natively), or auto")
     from textlora.cli import add_backend_arguments
