@@ -96,7 +96,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     import numpy as np
 
     from textlora.audit import audit_splits
-    from textlora.calibration import apply_temperature, calibration_metrics, fit_temperature, reliability_bins
+    from textlora.calibration import apply_temperature
     from textlora.card import model_card
     from textlora.classical import fit_classical
     from textlora.evaluate import predict_logits
@@ -105,7 +105,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     from textlora.predict import load_run_model
     from textlora.runs import (CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, EXAMPLES_FILE, PROBS_FILE, ROW_NAMES,
                                SHIP_FILE, RunDir, base_signature)
-    from textlora.ship import (blend, choose_ensemble, choose_ship, plan_dict, resolve_select_metric, score)
+    from textlora.ship import decide, resolve_select_metric
     from textlora.train import train_model
 
     started = time.perf_counter()
@@ -214,47 +214,34 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     val_logits = predict_logits(shipped_model, val_encoded, tokenizer, cfg.train.eval_batch_size, not quiet)
     test_logits = predict_logits(shipped_model, test_encoded, tokenizer, cfg.train.eval_batch_size, not quiet)
     scoring_seconds = time.perf_counter() - begun
-    # Temperature scaling on the validation rows: one scalar, so the predicted labels never change.
-    temperature = fit_temperature(val_logits, val_labels)
+    temperature, calibration = calibrate(val_logits, val_labels, test_logits, test_labels)
     val_probs["finetuned"] = apply_temperature(val_logits, temperature)
     test_probs["finetuned"] = apply_temperature(test_logits, temperature)
     final = {**scored_row(test_labels, test_probs["finetuned"], names), "seconds": scoring_seconds}
-    calibration = {
-        "temperature": temperature, "fitted_on": "validation", "validation_rows": int(len(val_labels)),
-        "before": calibration_metrics(test_labels, softmax(test_logits)),
-        "after": calibration_metrics(test_labels, test_probs["finetuned"]),
-        "reliability_before": reliability_bins(test_labels, softmax(test_logits)),
-        "reliability_after": reliability_bins(test_labels, test_probs["finetuned"]),
-    }
     write_json(work_dir / CALIBRATION_FILE, {"temperature": temperature, "fitted_on": "validation"})
 
-    classical_val = {k: val_probs[k] for k in CLASSICAL_ROWS if k in val_probs}
-    ensemble = choose_ensemble(select_metric, val_labels, val_probs["finetuned"], classical_val, names)
+    decision = decide(cfg.ship, select_metric, names, val_labels, val_probs, test_probs, CLASSICAL_ROWS)
     ensemble_row = None
-    if ensemble is not None:
-        val_probs["ensemble"] = blend(val_probs["finetuned"], val_probs[ensemble.partner], ensemble.weight)
-        test_probs["ensemble"] = blend(test_probs["finetuned"], test_probs[ensemble.partner], ensemble.weight)
-        ensemble_row = {**scored_row(test_labels, test_probs["ensemble"], names), "partner": ensemble.partner,
-                        "weight": ensemble.weight}
-    candidates = ["finetuned", *(["ensemble"] if ensemble else []), *classical_val]
-    validation_scores = {k: score(select_metric, val_labels, val_probs[k], names) for k in candidates}
-    kind, reason = choose_ship(cfg.ship, select_metric, validation_scores)
-    say(reason)
-    ship = plan_dict(kind, reason, select_metric, ensemble)
-    for needed in {ship.get("partner")} - {None}:
+    if decision.ensemble is not None:
+        ensemble_row = {**scored_row(test_labels, test_probs["ensemble"], names),
+                        "partner": decision.ensemble.partner, "weight": decision.ensemble.weight}
+    say(decision.reason)
+    for needed in {decision.plan.get("partner")} - {None}:
         classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
-    write_json(work_dir / SHIP_FILE, ship)
+    write_json(work_dir / SHIP_FILE, decision.plan)
     save_test_probs(work_dir / PROBS_FILE, test_labels, test_probs)
     write_json(work_dir / EXAMPLES_FILE, short_examples(splits.test, names))
 
     rows = {**baselines, "finetuned": final, **({"ensemble": ensemble_row} if ensemble_row else {})}
-    comparisons = compare_rows(test_labels, test_probs, rows, kind, classical_val, objective, select_metric,
+    classical_val = {k: val_probs[k] for k in CLASSICAL_ROWS if k in val_probs}
+    comparisons = compare_rows(test_labels, test_probs, rows, decision.kind, classical_val, objective, select_metric,
                                val_labels, names, cfg.seed)
     record = RunRecord(
         name=cfg.name, method=cfg.method, objective=objective, base_model=cfg.model.name, seed=cfg.seed,
         data=data_summary, baselines=baselines, final=final, ensemble=ensemble_row,
-        shipped={**ship, "row": rows[kind]},
-        selection={"metric": select_metric, "step": result.selected_step, "validation_scores": validation_scores,
+        shipped={**decision.plan, "row": rows[decision.kind]},
+        selection={"metric": select_metric, "step": result.selected_step,
+                   "validation_scores": decision.validation_scores,
                    "stopped_early": result.stopped_early, "budget": asdict(plan) if plan else None},
         calibration=calibration, comparisons=comparisons, epochs=result.epochs, params=params.as_dict(),
         timing={
@@ -275,15 +262,35 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     (work_dir / "README.md").write_text(model_card(cfg, info, record))
     # The same card in the artifact folder (peft's own is a template of "More Information Needed").
     (work_dir / artifact / "README.md").write_text(model_card(cfg, info, record, where="artifact"))
+    remove_scratch(work_dir)
+    info.update(finished=True, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    write_json(work_dir / RUN_MARKER, info)  # last: finished: true marks a complete run
+    finish_run(work_dir, final_dir)
+    return record
+
+
+def calibrate(val_logits, val_labels, test_logits, test_labels) -> tuple[float, dict[str, Any]]:
+    """Temperature scaling fitted on the validation rows (one scalar: the predicted labels never
+    change), and the test rows' ECE / Brier / log loss and reliability bins before and after it."""
+    from textlora.calibration import apply_temperature, calibration_metrics, fit_temperature, reliability_bins
+
+    temperature = fit_temperature(val_logits, val_labels)
+    before, after = softmax(test_logits), apply_temperature(test_logits, temperature)
+    return temperature, {
+        "temperature": temperature, "fitted_on": "validation", "validation_rows": int(len(val_labels)),
+        "before": calibration_metrics(test_labels, before), "after": calibration_metrics(test_labels, after),
+        "reliability_before": reliability_bins(test_labels, before),
+        "reliability_after": reliability_bins(test_labels, after),
+    }
+
+
+def remove_scratch(work_dir: Path) -> None:
+    """What only training and --resume needed: checkpoints, journals, the best weights, the budget plan."""
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     for scratch in ("evaluations.journal.json", "selection.json", "budget.json"):
         (work_dir / scratch).unlink(missing_ok=True)
     for best in work_dir.glob("best-*.safetensors"):
         best.unlink()
-    info.update(finished=True, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    write_json(work_dir / RUN_MARKER, info)  # last: finished: true marks a complete run
-    finish_run(work_dir, final_dir)
-    return record
 
 
 def short_examples(test, label_names: list[str], words: tuple[int, int] = (6, 60)) -> list[dict[str, str]]:

@@ -96,3 +96,32 @@ def plan_dict(kind: str, reason: str, metric: str, ensemble: EnsembleChoice | No
     if kind in ("tfidf", "nbsvm"):
         out["partner"] = kind
     return out
+
+
+@dataclass(frozen=True)
+class ShipDecision:
+    """Everything chosen on the validation rows after training, and the test probabilities it implies."""
+
+    ensemble: EnsembleChoice | None
+    validation_scores: dict[str, float | None]
+    kind: str
+    reason: str
+    plan: dict[str, Any]
+    """ship.json."""
+
+
+def decide(setting: str, metric: str, label_names: list[str], val_labels: np.ndarray,
+           val_probs: dict[str, np.ndarray], test_probs: dict[str, np.ndarray],
+           classical: tuple[str, ...]) -> ShipDecision:
+    """The ensemble (weight and partner) and what ships, from validation probabilities only; adds the
+    ensemble's validation and test probabilities to the two dicts."""
+    classical_val = {k: val_probs[k] for k in classical if k in val_probs}
+    ensemble = choose_ensemble(metric, val_labels, val_probs["finetuned"], classical_val, label_names)
+    if ensemble is not None:
+        for probs in (val_probs, test_probs):
+            probs["ensemble"] = blend(probs["finetuned"], probs[ensemble.partner], ensemble.weight)
+    candidates = ["finetuned", *(["ensemble"] if ensemble else []), *classical_val]
+    scores = {k: score(metric, val_labels, val_probs[k], label_names) for k in candidates}
+    kind, reason = choose_ship(setting, metric, scores)
+    return ShipDecision(ensemble=ensemble, validation_scores=scores, kind=kind, reason=reason,
+                        plan=plan_dict(kind, reason, metric, ensemble))
