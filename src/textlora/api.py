@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Union
 
+from textlora.config import INTERVAL_METRICS
 from textlora.errors import TextloraError
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 LOGGER_NAME = "textlora"
 RecipeLike = Union[str, "os.PathLike[str]", Mapping[str, Any], "Config", None]
-INTERVAL_METRICS = ("accuracy", "f1_macro", "roc_auc")
 
 
 # --------------------------------------------------------------------------- messages

@@ -52,6 +52,8 @@ REPORT_TO = ("none", "tensorboard", "mlflow")
 TRUNCATION_STRATEGIES = ("auto", "head", "head_tail", "chunks")
 OBJECTIVES = ("auto", "classifier", "label_words")
 SELECT_METRICS = ("auto", "accuracy", "f1_macro", "roc_auc", "loss")
+INTERVAL_METRICS = ("accuracy", "f1_macro", "roc_auc")
+"""The metrics every compared row carries a 95 % bootstrap interval for (stats.py computes them)."""
 HEADLINE_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc")
 """Keys of the headline table, in the order the seeds print them (here, not in metrics.py, so that
 `textlora --help` and sweep's flag checks do not import scikit-learn)."""

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-METRICS_WITH_INTERVALS = ("accuracy", "f1_macro", "roc_auc")
+from textlora.config import INTERVAL_METRICS as METRICS_WITH_INTERVALS
 
 Interval = tuple[float, float]
 
