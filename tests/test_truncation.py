@@ -25,7 +25,7 @@ def words(tokenizer, ids):
 
 
 def test_head_keeps_the_start(tokenizer):
-    ids = encode_texts(tokenizer, [LONG], ModelConfig(max_length=16))["input_ids"][0]
+    ids = encode_texts(tokenizer, [LONG], ModelConfig(max_length=16, truncation="head"))["input_ids"][0]
     assert len(ids) == 16 and words(tokenizer, ids) == ["[CLS]"] + ["great"] * 14 + ["[SEP]"]
 
 
@@ -86,3 +86,15 @@ def test_a_chunked_run_reports_per_text_metrics_and_reloads(tiny_bert_dir, tmp_p
     texts = list(splits.test["text"][:5])
     np.testing.assert_allclose(predictor.predict_probs(texts), np.vstack([predictor.predict_probs([t]) for t in texts]),
                                atol=1e-5)
+
+
+def test_auto_must_be_resolved_before_encoding(tokenizer):
+    """truncation: auto is a recipe's choice, resolved by the run from its training texts; encoding never guesses."""
+    from textlora.encode import resolve_truncation
+
+    with pytest.raises(ValueError, match="must be resolved"):
+        encode_texts(tokenizer, [LONG], ModelConfig(max_length=16))
+    assert resolve_truncation(ModelConfig(max_length=16), {"truncated_share": 0.11}) == "head_tail"
+    assert resolve_truncation(ModelConfig(max_length=16), {"truncated_share": 0.10}) == "head"
+    assert resolve_truncation(ModelConfig(max_length=16, truncation="chunks", chunk_overlap=4),
+                              {"truncated_share": 0.9}) == "chunks"
