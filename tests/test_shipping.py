@@ -245,6 +245,8 @@ def _assert_one_line_error(code, err, pattern):
     ({"ship": "ensemble", "baselines": "[pre_adaptation]"}, r"ship: ensemble averages with a classical row"),
     ({"ship": "tfidf"}, r"unknown ship 'tfidf'"),
     ({"train.early_stopping_patience": 0}, r"train.early_stopping_patience must be >= 1"),
+    ({"train.eval_steps": 0}, r"train.eval_steps must be >= 1 or null \(every epoch\)"),
+    ({"model.head_tokens": 40}, r"model.head_tokens must be between 1 and max_length - 1 \(or null\), got 40"),
     ({"train.budget_minutes": 0.0001}, r"train.budget_minutes 0.0001 is too small: one step takes"),
 ])
 def test_bad_selection_and_budget_settings_end_in_one_line(setting, pattern, capsys, tmp_path, tiny_bert_dir,
