@@ -233,9 +233,9 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     write_json(work_dir / EXAMPLES_FILE, short_examples(splits.test, names))
 
     rows = {**baselines, "finetuned": final, **({"ensemble": ensemble_row} if ensemble_row else {})}
-    classical_val = {k: val_probs[k] for k in CLASSICAL_ROWS if k in val_probs}
-    comparisons = compare_rows(test_labels, test_probs, rows, decision.kind, classical_val, objective, select_metric,
-                               val_labels, names, cfg.seed)
+    # The bar (the best classical row on validation) is the ensemble's partner: ship.decide chose it.
+    bar = decision.ensemble.partner if decision.ensemble is not None else None
+    comparisons = compare_rows(test_labels, test_probs, rows, decision.kind, bar, objective, cfg.seed)
     record = RunRecord(
         name=cfg.name, method=cfg.method, objective=objective, base_model=cfg.model.name, seed=cfg.seed,
         data=data_summary, baselines=baselines, final=final, ensemble=ensemble_row,
@@ -325,14 +325,13 @@ def scored_row(labels, probs, label_names: list[str]) -> dict[str, Any]:
     return row
 
 
-def compare_rows(labels, probs: dict, rows: dict[str, dict[str, Any]], shipped: str, classical_val: dict,
-                 objective: str, metric: str, val_labels, label_names: list[str], seed: int) -> list[dict[str, Any]]:
+def compare_rows(labels, probs: dict, rows: dict[str, dict[str, Any]], shipped: str, bar: str | None,
+                 objective: str, seed: int) -> list[dict[str, Any]]:
     """Intervals on every row (paired bootstrap, the same resampled test rows for all) and the
     verdicts: fine-tuned against each baseline, and what ships (when it is not the fine-tuned
     model) against each other baseline; `bar` marks the comparisons with the classical row that
     was best on the validation rows."""
     from textlora.runs import row_name
-    from textlora.ship import max_by, score
     from textlora.stats import bootstrap_intervals, compare
 
     intervals = bootstrap_intervals(labels, {k: probs[k] for k in rows}, seed=seed)
@@ -344,8 +343,6 @@ def compare_rows(labels, probs: dict, rows: dict[str, dict[str, Any]], shipped: 
     pairs = [("finetuned", k) for k in baselines]
     if shipped != "finetuned":  # what ships, against every other baseline too
         pairs += [(shipped, k) for k in baselines if k != shipped]
-    bar = max_by(metric, {k: score(metric, val_labels, p, label_names) for k, p in classical_val.items()}) \
-        if classical_val else None
     out = []
     for a, b in pairs:
         name_a = names[a] if a == "finetuned" else f"shipped ({names[a]})"
