@@ -26,22 +26,22 @@ class Adapter:
     peft_name: Optional[str]  # None: a merged or full model, nothing to switch
 
     def describe(self) -> dict[str, Any]:
-        metrics = self.run.metrics()
+        record = self.run.record()  # the run record, as every reader reads metrics.json
         return {
             "name": self.name,
             "method": self.run.info.get("method"),
             "labels": self.run.label_names,
             "metrics": {
-                "test": _headline(metrics.get("final", {})),
-                "baselines": {k: _headline(v) for k, v in metrics.get("baselines", {}).items()},
+                "test": _headline(record.final),
+                "baselines": {k: _headline(v) for k, v in record.baselines.items()},
             },
         }
 
 
 def _headline(row: dict[str, Any]) -> dict[str, Any]:
-    from textlora.metrics import HEADLINE
+    from textlora.config import HEADLINE_METRICS
 
-    return {k: row[k] for k in ("n", *HEADLINE) if k in row}
+    return {k: row[k] for k in ("n", *HEADLINE_METRICS) if k in row}
 
 
 class Engine:
