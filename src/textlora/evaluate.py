@@ -1,4 +1,4 @@
-"""Evaluation: class probabilities of a model on encoded rows, and their metrics.
+"""Evaluation: the logits and class probabilities of a model on encoded rows (metrics.py scores them).
 
 The inference loop is written here rather than through Trainer.predict
 because it sorts rows by length before batching, so a batch of short texts
@@ -8,12 +8,11 @@ is not padded to the length of a long one; results come back in input order.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from textlora.metrics import classification_metrics, softmax
+from textlora.metrics import softmax
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -92,21 +91,3 @@ def pool_windows(logits: np.ndarray, text_index: np.ndarray) -> np.ndarray:
     sums = np.zeros((texts, logits.shape[1]))
     np.add.at(sums, text_index, logits)
     return sums / np.bincount(text_index, minlength=texts)[:, None]
-
-
-def evaluate(
-    model: torch.nn.Module,
-    encoded: dict[str, list[list[int]]],
-    labels: Sequence[int],
-    label_names: list[str],
-    tokenizer,
-    batch_size: int = 64,
-    progress: bool = False,
-) -> dict[str, Any]:
-    import time
-
-    start = time.perf_counter()
-    probs = predict_probs(model, encoded, tokenizer, batch_size, progress)
-    result = classification_metrics(np.asarray(labels), probs, label_names)
-    result["seconds"] = time.perf_counter() - start
-    return result

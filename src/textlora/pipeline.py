@@ -99,7 +99,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     from textlora.calibration import apply_temperature
     from textlora.card import model_card
     from textlora.classical import fit_classical
-    from textlora.evaluate import predict_logits
+    from textlora.evaluate import predict_logits, predict_probs
     from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
     from textlora.models import build_model, check_max_length, load_tokenizer, resolve_model_source, resolve_objective
     from textlora.predict import load_run_model
@@ -180,8 +180,8 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         say("baseline: the model before adaptation" + (" (zero-shot prompt)" if prompt else "") + " ...")
         classifier = model if targets is None else LabelWordClassifier(model, targets)
         begun = time.perf_counter()
-        test_probs["pre_adaptation"] = softmax(predict_logits(classifier, test_encoded, tokenizer,
-                                                              cfg.train.eval_batch_size, not quiet))
+        test_probs["pre_adaptation"] = predict_probs(classifier, test_encoded, tokenizer, cfg.train.eval_batch_size,
+                                                     not quiet)
         baselines["pre_adaptation"] = {**scored_row(test_labels, test_probs["pre_adaptation"], names),
                                        "seconds": time.perf_counter() - begun}
 

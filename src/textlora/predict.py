@@ -30,8 +30,7 @@ from textlora.config import ModelConfig
 from textlora.data import clean_html
 from textlora.encode import encode
 from textlora.errors import TextloraError
-from textlora.evaluate import predict_logits
-from textlora.metrics import softmax
+from textlora.evaluate import predict_probs
 from textlora.precision import cast_for_inference, resolve_precision
 from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, base_signature, open_run
 from textlora.ship import blend
@@ -249,8 +248,7 @@ class Predictor:
         probs = None
         if self.model is not None:
             encoded = encode(self.tokenizer, prepared, self.model_cfg, self.prompt)
-            probs = softmax(predict_logits(self.model, encoded, self.tokenizer, self.batch_size, progress)
-                            / self.temperature)
+            probs = predict_probs(self.model, encoded, self.tokenizer, self.batch_size, progress, self.temperature)
         if self.classical is not None:
             classical = self.classical.predict_proba(prepared)
             probs = classical if probs is None else blend(probs, classical, self.weight)
