@@ -10,7 +10,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +19,6 @@ from textlora.config import ADAPTER_METHODS, AUTO_HEAD_TAIL_SHARE, Config
 from textlora.data import Splits, fingerprint, load_splits
 from textlora.encode import encode, resolve_truncation, to_dataset, token_length_stats
 from textlora.errors import TextloraError
-from textlora.metrics import softmax
 from textlora.runs import FORMAT, RUN_MARKER, RunRecord, abandon_run, finish_run, folder_size, start_run, write_json
 from textlora.tables import comparison_table, epoch_table, render
 
@@ -91,24 +90,42 @@ def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, sa
     return final_dir
 
 
-def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer, resuming: bool,
-         main: bool, callbacks: tuple = ()) -> RunRecord | None:
-    import numpy as np
+@dataclass
+class Prepared:
+    """What the stages after data loading share: the data, the tokenizer, and the choices made
+    from them (objective, truncation, selection metric, prompt) that run.json records."""
 
-    from textlora.audit import audit_splits
-    from textlora.calibration import apply_temperature
-    from textlora.card import model_card
-    from textlora.classical import fit_classical
-    from textlora.evaluate import predict_logits, predict_probs
-    from textlora.labelwords import LabelWordClassifier, Prompt, label_targets
-    from textlora.models import build_model, check_max_length, load_tokenizer, resolve_model_source, resolve_objective
-    from textlora.predict import load_run_model
-    from textlora.runs import (CALIBRATION_FILE, CLASSICAL_DIR, CLASSICAL_ROWS, EXAMPLES_FILE, PROBS_FILE, ROW_NAMES,
-                               SHIP_FILE, RunDir, base_signature)
-    from textlora.ship import decide, resolve_select_metric
-    from textlora.train import train_model
+    source: str
+    splits: Splits
+    tokenizer: Any
+    objective: str
+    lengths: dict[str, Any]
+    model_cfg: Any
+    select_metric: str
+    prompt: Any
+    targets: list[list[int]] | None
+    info: dict[str, Any]
 
-    started = time.perf_counter()
+    @property
+    def names(self) -> list[str]:
+        return self.splits.label_names
+
+
+@dataclass
+class Scores:
+    """Every row's probabilities on the validation and test rows, and its test metrics."""
+
+    val_probs: dict[str, Any] = field(default_factory=dict)
+    test_probs: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Data, tokenizer and every choice made from them, before any model weights are loaded."""
+    from textlora.labelwords import Prompt, label_targets
+    from textlora.models import check_max_length, load_tokenizer, resolve_model_source, resolve_objective
+    from textlora.ship import resolve_select_metric
+
     source = resolve_model_source(cfg.model.name)
     check_max_length(cfg, source)  # a too-long max_length fails here, not deep in the first forward pass
     splits = load_splits(cfg.data, cfg.seed)
@@ -117,7 +134,6 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     objective = resolve_objective(cfg, source)
     lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
     truncation = resolve_truncation(cfg.model, lengths)
-    model_cfg = cfg.model.with_truncation(truncation)
     select_metric = resolve_select_metric(cfg.train.select_metric, splits.train["label"].to_numpy(), len(names))
     prompt = targets = None
     if objective == "seq2seq":
@@ -138,109 +154,177 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     }
     if prompt is not None:  # what prediction needs to rebuild the classifier around the LM
         info["prompt"] = {**prompt.as_dict(), "targets": targets}
-    if main:
-        (work_dir / "config.yaml").write_text(cfg.to_yaml())
-        write_json(work_dir / RUN_MARKER, info)  # finished: false until the very end
+    return Prepared(source=source, splits=splits, tokenizer=tokenizer, objective=objective, lengths=lengths,
+                    model_cfg=cfg.model.with_truncation(truncation), select_metric=select_metric, prompt=prompt,
+                    targets=targets, info=info)
+
+
+def announce(cfg: Config, prep: Prepared, resuming: bool, quiet: bool, main: bool, say: Printer):
+    """Print the data summary, the choices made, and the audit of the splits (returned)."""
+    from textlora.audit import audit_splits
+
     say(f"data: {cfg.data.source}" + ("  (resuming)" if resuming else ""))
-    print_data_summary(splits, lengths, cfg.model.max_length, say)
+    print_data_summary(prep.splits, prep.lengths, cfg.model.max_length, say)
     if cfg.model.truncation == "auto":
-        say(f"truncation: auto -> {truncation} ({lengths.get('truncated_share', 0):.1%} of the training texts are "
-            f"longer than {cfg.model.max_length} tokens; head_tail above {AUTO_HEAD_TAIL_SHARE:.0%})")
-    say(f"selection metric (validation rows): {select_metric}")
-    audit = audit_splits(splits, n_candidates=5, seed=cfg.seed) if main else None
+        say(f"truncation: auto -> {prep.info['truncation']} ({prep.lengths.get('truncated_share', 0):.1%} of the "
+            f"training texts are longer than {cfg.model.max_length} tokens; head_tail above {AUTO_HEAD_TAIL_SHARE:.0%})")
+    say(f"selection metric (validation rows): {prep.select_metric}")
+    audit = audit_splits(prep.splits, n_candidates=5, seed=cfg.seed) if main else None
     for line in audit.lines() if audit is not None and not quiet else ():
         say(line)
+    return audit
 
-    data_summary = {**splits.summary(), "token_lengths": lengths, "fingerprint": fingerprint(splits),
-                    "audit": audit.as_dict() if audit is not None else None}
-    test_texts, test_labels = list(splits.test["text"]), splits.test["label"].to_numpy()
-    val_texts, val_labels = list(splits.validation["text"]), splits.validation["label"].to_numpy()
-    test_probs: dict[str, np.ndarray] = {}
-    val_probs: dict[str, np.ndarray] = {}
-    baselines: dict[str, dict[str, Any]] = {}
-    classical_models = {}
+
+def classical_rows(cfg: Config, splits: Splits, scores: Scores, say: Printer) -> dict[str, Any]:
+    """Fit each classical baseline the recipe asks for on the training rows and score it on the
+    validation and test rows (into `scores`); returns the fitted models by kind."""
+    from textlora.classical import fit_classical
+    from textlora.runs import CLASSICAL_ROWS, ROW_NAMES
+
+    names = splits.label_names
+    val_texts, test_texts = list(splits.validation["text"]), list(splits.test["text"])
+    test_labels = splits.test["label"].to_numpy()
+    models = {}
     for kind in CLASSICAL_ROWS:
-        if kind not in cfg.baselines or not main:
+        if kind not in cfg.baselines:
             continue
         say(f"baseline: {ROW_NAMES[kind]} ...")
         begun = time.perf_counter()
-        classical_models[kind] = fit_classical(kind, splits.train["text"], splits.train["label"], len(names), cfg.seed)
+        models[kind] = fit_classical(kind, splits.train["text"], splits.train["label"], len(names), cfg.seed)
         fitted = time.perf_counter()
-        val_probs[kind] = classical_models[kind].predict_proba(val_texts)
-        test_probs[kind] = classical_models[kind].predict_proba(test_texts)
-        baselines[kind] = {**scored_row(test_labels, test_probs[kind], names), "train_seconds": fitted - begun,
-                           "seconds": time.perf_counter() - begun}
-    test_encoded = encode(tokenizer, test_texts, model_cfg, prompt)
-    model, params = build_model(cfg, source, names, tokenizer, objective)
+        scores.val_probs[kind] = models[kind].predict_proba(val_texts)
+        scores.test_probs[kind] = models[kind].predict_proba(test_texts)
+        scores.rows[kind] = {**scored_row(test_labels, scores.test_probs[kind], names),
+                             "train_seconds": fitted - begun, "seconds": time.perf_counter() - begun}
+    return models
+
+
+def pre_adaptation_row(cfg: Config, prep: Prepared, model, test_encoded, scores: Scores, quiet: bool,
+                       say: Printer) -> None:
+    """The model before adaptation on the test rows; for a label-word model the zero-shot row
+    (the same prompt and scoring, untrained). Seeded construction makes it identical on resume."""
+    from textlora.evaluate import predict_probs
+    from textlora.labelwords import LabelWordClassifier
+
+    say("baseline: the model before adaptation" + (" (zero-shot prompt)" if prep.prompt else "") + " ...")
+    classifier = model if prep.targets is None else LabelWordClassifier(model, prep.targets)
+    begun = time.perf_counter()
+    scores.test_probs["pre_adaptation"] = predict_probs(classifier, test_encoded, prep.tokenizer,
+                                                        cfg.train.eval_batch_size, not quiet)
+    scores.rows["pre_adaptation"] = {**scored_row(prep.splits.test["label"].to_numpy(),
+                                                  scores.test_probs["pre_adaptation"], prep.names),
+                                     "seconds": time.perf_counter() - begun}
+
+
+def score_shipped_model(cfg: Config, prep: Prepared, work_dir: Path, val_encoded, test_encoded, scores: Scores,
+                        quiet: bool) -> dict[str, Any]:
+    """Score the fine-tuned artifact as shipped (reloaded from disk: fp32, adapter merged, exactly
+    what `textlora predict` runs) on the validation and test rows, fit the temperature on the
+    validation rows and keep the calibrated probabilities; returns the calibration report."""
+    from textlora.calibration import apply_temperature
+    from textlora.evaluate import predict_logits
+    from textlora.predict import load_run_model
+    from textlora.runs import CALIBRATION_FILE, RunDir
+
+    val_labels, test_labels = prep.splits.validation["label"].to_numpy(), prep.splits.test["label"].to_numpy()
+    shipped_model = load_run_model(RunDir(path=work_dir, info=prep.info), trust_remote_code=cfg.model.trust_remote_code)
+    begun = time.perf_counter()
+    val_logits = predict_logits(shipped_model, val_encoded, prep.tokenizer, cfg.train.eval_batch_size, not quiet)
+    test_logits = predict_logits(shipped_model, test_encoded, prep.tokenizer, cfg.train.eval_batch_size, not quiet)
+    scoring_seconds = time.perf_counter() - begun
+    temperature, calibration = calibrate(val_logits, val_labels, test_logits, test_labels)
+    scores.val_probs["finetuned"] = apply_temperature(val_logits, temperature)
+    scores.test_probs["finetuned"] = apply_temperature(test_logits, temperature)
+    scores.rows["finetuned"] = {**scored_row(test_labels, scores.test_probs["finetuned"], prep.names),
+                                "seconds": scoring_seconds}
+    write_json(work_dir / CALIBRATION_FILE, {"temperature": temperature, "fitted_on": "validation"})
+    return calibration
+
+
+def choose_what_ships(cfg: Config, prep: Prepared, work_dir: Path, scores: Scores, classical_models: dict,
+                      say: Printer):
+    """ship.decide on the validation rows (the ensemble's weight too); writes ship.json and the
+    classical model the shipped composition needs; adds the ensemble row to `scores`."""
+    from textlora.runs import CLASSICAL_DIR, CLASSICAL_ROWS, SHIP_FILE
+    from textlora.ship import decide
+
+    val_labels, test_labels = prep.splits.validation["label"].to_numpy(), prep.splits.test["label"].to_numpy()
+    decision = decide(cfg.ship, prep.select_metric, prep.names, val_labels, scores.val_probs, scores.test_probs,
+                      CLASSICAL_ROWS)
+    if decision.ensemble is not None:
+        scores.rows["ensemble"] = {**scored_row(test_labels, scores.test_probs["ensemble"], prep.names),
+                                   "partner": decision.ensemble.partner, "weight": decision.ensemble.weight}
+    say(decision.reason)
+    for needed in {decision.plan.get("partner")} - {None}:
+        classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
+    write_json(work_dir / SHIP_FILE, decision.plan)
+    return decision
+
+
+def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer, resuming: bool,
+         main: bool, callbacks: tuple = ()) -> RunRecord | None:
+    from textlora.card import model_card
+    from textlora.models import build_model
+    from textlora.runs import EXAMPLES_FILE, PROBS_FILE, base_signature
+    from textlora.train import train_model
+
+    started = time.perf_counter()
+    prep = prepare(cfg)
+    splits, names, tokenizer, model_cfg, info = prep.splits, prep.names, prep.tokenizer, prep.model_cfg, prep.info
+    if main:
+        (work_dir / "config.yaml").write_text(cfg.to_yaml())
+        write_json(work_dir / RUN_MARKER, info)  # finished: false until the very end
+    audit = announce(cfg, prep, resuming, quiet, main, say)
+    data_summary = {**splits.summary(), "token_lengths": prep.lengths, "fingerprint": fingerprint(splits),
+                    "audit": audit.as_dict() if audit is not None else None}
+    scores = Scores()
+    classical_models = classical_rows(cfg, splits, scores, say) if main else {}
+    test_encoded = encode(tokenizer, list(splits.test["text"]), model_cfg, prep.prompt)
+    model, params = build_model(cfg, prep.source, names, tokenizer, prep.objective)
     info["base_signature"] = base_signature(model.config)
     say(f"model: {cfg.model.name} + {cfg.method}: {params.trainable:,} trainable of {params.total:,} parameters ({params.ratio:.2%})")
     if "pre_adaptation" in cfg.baselines and main:
-        # Seeded construction makes this row identical on a resumed run.
-        # For a label-word model this is the zero-shot row: the same prompt and scoring, untrained.
-        say("baseline: the model before adaptation" + (" (zero-shot prompt)" if prompt else "") + " ...")
-        classifier = model if targets is None else LabelWordClassifier(model, targets)
-        begun = time.perf_counter()
-        test_probs["pre_adaptation"] = predict_probs(classifier, test_encoded, tokenizer, cfg.train.eval_batch_size,
-                                                     not quiet)
-        baselines["pre_adaptation"] = {**scored_row(test_labels, test_probs["pre_adaptation"], names),
-                                       "seconds": time.perf_counter() - begun}
+        pre_adaptation_row(cfg, prep, model, test_encoded, scores, quiet, say)
 
-    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, model_cfg, prompt, targets)
-    validation_set = to_dataset(val_texts, val_labels, tokenizer, model_cfg, prompt, targets)
-    val_encoded = encode(tokenizer, val_texts, model_cfg, prompt)
-    plan = plan_training_budget(cfg, model, tokenizer, train_set, val_encoded, names, work_dir, targets, say) \
+    val_texts, val_labels = list(splits.validation["text"]), splits.validation["label"].to_numpy()
+    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, model_cfg, prep.prompt, prep.targets)
+    validation_set = to_dataset(val_texts, val_labels, tokenizer, model_cfg, prep.prompt, prep.targets)
+    val_encoded = encode(tokenizer, val_texts, model_cfg, prep.prompt)
+    plan = plan_training_budget(cfg, model, tokenizer, train_set, val_encoded, names, work_dir, prep.targets, say) \
         if cfg.train.budget_minutes else None
     shown = f"{plan.max_steps} steps (budget)" if plan else f"{cfg.train.epochs:g} epoch(s)"
     say(f"training: {len(train_set)} rows, {shown}, lr {cfg.learning_rate:g}, batch {cfg.train.batch_size}")
     result = train_model(cfg, model, tokenizer, train_set, validation_set, names, work_dir,
-                         quiet=quiet, resume=resuming, label_targets=targets, callbacks=callbacks,
-                         select_metric=select_metric, max_steps=plan.max_steps if plan else None,
+                         quiet=quiet, resume=resuming, label_targets=prep.targets, callbacks=callbacks,
+                         select_metric=prep.select_metric, max_steps=plan.max_steps if plan else None,
                          eval_steps=plan.eval_steps if plan else cfg.train.eval_steps, say=say)
     if not main:
         return None
     say(epoch_table(result.epochs))
-    say(f"shipping the checkpoint of step {result.selected_step} (marked *: the best {select_metric} on the "
+    say(f"shipping the checkpoint of step {result.selected_step} (marked *: the best {prep.select_metric} on the "
         f"validation rows)" + (", stopped early" if result.stopped_early and plan is None else ""))
 
     artifact = info["artifact"]
     save_artifacts(model, cfg, work_dir / artifact)
     tokenizer.save_pretrained(str(work_dir / "tokenizer"))
     write_json(work_dir / "labels.json", names)
-    # The fine-tuned rows are measured on the artifact as shipped: reloaded from
-    # disk (fp32, adapter merged), exactly what `textlora predict` runs.
     del model
-    shipped_model = load_run_model(RunDir(path=work_dir, info=info), trust_remote_code=cfg.model.trust_remote_code)
-    begun = time.perf_counter()
-    val_logits = predict_logits(shipped_model, val_encoded, tokenizer, cfg.train.eval_batch_size, not quiet)
-    test_logits = predict_logits(shipped_model, test_encoded, tokenizer, cfg.train.eval_batch_size, not quiet)
-    scoring_seconds = time.perf_counter() - begun
-    temperature, calibration = calibrate(val_logits, val_labels, test_logits, test_labels)
-    val_probs["finetuned"] = apply_temperature(val_logits, temperature)
-    test_probs["finetuned"] = apply_temperature(test_logits, temperature)
-    final = {**scored_row(test_labels, test_probs["finetuned"], names), "seconds": scoring_seconds}
-    write_json(work_dir / CALIBRATION_FILE, {"temperature": temperature, "fitted_on": "validation"})
-
-    decision = decide(cfg.ship, select_metric, names, val_labels, val_probs, test_probs, CLASSICAL_ROWS)
-    ensemble_row = None
-    if decision.ensemble is not None:
-        ensemble_row = {**scored_row(test_labels, test_probs["ensemble"], names),
-                        "partner": decision.ensemble.partner, "weight": decision.ensemble.weight}
-    say(decision.reason)
-    for needed in {decision.plan.get("partner")} - {None}:
-        classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
-    write_json(work_dir / SHIP_FILE, decision.plan)
-    save_test_probs(work_dir / PROBS_FILE, test_labels, test_probs)
+    calibration = score_shipped_model(cfg, prep, work_dir, val_encoded, test_encoded, scores, quiet)
+    decision = choose_what_ships(cfg, prep, work_dir, scores, classical_models, say)
+    test_labels = splits.test["label"].to_numpy()
+    save_test_probs(work_dir / PROBS_FILE, test_labels, scores.test_probs)
     write_json(work_dir / EXAMPLES_FILE, short_examples(splits.test, names))
 
-    rows = {**baselines, "finetuned": final, **({"ensemble": ensemble_row} if ensemble_row else {})}
+    rows = scores.rows
     # The bar (the best classical row on validation) is the ensemble's partner: ship.decide chose it.
     bar = decision.ensemble.partner if decision.ensemble is not None else None
-    comparisons = compare_rows(test_labels, test_probs, rows, decision.kind, bar, objective, cfg.seed)
+    comparisons = compare_rows(test_labels, scores.test_probs, rows, decision.kind, bar, prep.objective, cfg.seed)
+    baselines = {k: v for k, v in rows.items() if k not in ("finetuned", "ensemble")}
     record = RunRecord(
-        name=cfg.name, method=cfg.method, objective=objective, base_model=cfg.model.name, seed=cfg.seed,
-        data=data_summary, baselines=baselines, final=final, ensemble=ensemble_row,
+        name=cfg.name, method=cfg.method, objective=prep.objective, base_model=cfg.model.name, seed=cfg.seed,
+        data=data_summary, baselines=baselines, final=rows["finetuned"], ensemble=rows.get("ensemble"),
         shipped={**decision.plan, "row": rows[decision.kind]},
-        selection={"metric": select_metric, "step": result.selected_step,
+        selection={"metric": prep.select_metric, "step": result.selected_step,
                    "validation_scores": decision.validation_scores,
                    "stopped_early": result.stopped_early, "budget": asdict(plan) if plan else None},
         calibration=calibration, comparisons=comparisons, epochs=result.epochs, params=params.as_dict(),
@@ -255,7 +339,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
             "resumed": resuming,
             "total_seconds": time.perf_counter() - started,
         },
-        artifact_bytes=folder_size(work_dir / artifact), truncation=truncation,
+        artifact_bytes=folder_size(work_dir / artifact), truncation=info["truncation"],
         optimizer_groups=result.optimizer_groups, class_weights=result.class_weights, versions=package_versions(),
     )
     write_json(work_dir / "metrics.json", record.to_dict())
@@ -273,6 +357,8 @@ def calibrate(val_logits, val_labels, test_logits, test_labels) -> tuple[float, 
     """Temperature scaling fitted on the validation rows (one scalar: the predicted labels never
     change), and the test rows' ECE / Brier / log loss and reliability bins before and after it."""
     from textlora.calibration import apply_temperature, calibration_metrics, fit_temperature, reliability_bins
+
+    from textlora.metrics import softmax
 
     temperature = fit_temperature(val_logits, val_labels)
     before, after = softmax(test_logits), apply_temperature(test_logits, temperature)
@@ -388,3 +474,42 @@ def plan_training_budget(cfg: Config, model, tokenizer, train_set, val_encoded, 
         save_plan(plan, work_dir)
     say(plan.describe())
     return plan
+
+
+# --------------------------------------------------------------------------- the `train` command
+
+
+def cmd_train(args) -> int:
+    from textlora.config import command_overrides, load_config
+
+    overrides = command_overrides(args.recipe, args.set, quick=args.quick, model=args.model, data=args.data,
+                                  name=args.name, output_dir=args.output_dir, trust_remote_code=args.trust_remote_code)
+    cfg = load_config(args.recipe, overrides)
+    run_experiment(cfg, overwrite=args.overwrite, quiet=args.quiet, resume=args.resume)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="run one experiment: data -> baselines -> training -> run folder",
+        description="Run one experiment end to end and write runs/<name>/ (config, metrics, adapter, model card).",
+        epilog="example: textlora train recipes/imdb-minilm.yaml --data ../shared/data/imdb --set data.n_train=2000",
+    )
+    train.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/); omitted: the built-in defaults (demo)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a recipe key, e.g. --set lora.r=16 --set train.epochs=1 (repeatable)")
+    train.add_argument("--model", help="model: hub id, local folder, or packaged:minilm (sets model.name)")
+    train.add_argument("--data", help="data: hub dataset id, local file or folder, or packaged:NAME (sets data.source)")
+    train.add_argument("--name", help="run folder name (sets name)")
+    train.add_argument("--output-dir", help="where run folders go (sets output_dir; default runs/)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an unfinished run (killed or interrupted) from its last checkpoint")
+    train.add_argument("--trust-remote-code", action="store_true",
+                       help="run Python code shipped with a hub model (off by default; sets model.trust_remote_code)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--quick", action="store_true",  # issue 5: textlora.quick
+                       help="a seconds-long check of the recipe: 64 train rows, 1 epoch, 64 tokens (numbers mean nothing)")
+    train.set_defaults(func=cmd_train)
+

@@ -20,6 +20,7 @@ preprocessing, temperature and what ships (onnxexport.py).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,10 +31,7 @@ from textlora.config import ModelConfig
 from textlora.data import clean_html
 from textlora.encode import encode
 from textlora.errors import TextloraError
-from textlora.evaluate import predict_probs
-from textlora.precision import cast_for_inference, resolve_precision
-from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, base_signature, open_run
-from textlora.ship import blend
+from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, RunDir, base_signature, open_run
 
 
 @dataclass(frozen=True)
@@ -47,8 +45,18 @@ class Prediction:
 
 
 # Precision lives in precision.py (inference never imports the training code); these names stay
-# importable from here for callers of the predict API.
-inference_precision = resolve_precision
+# importable from here for callers of the predict API. Imported on use: torch loads only when a
+# model does, so `textlora predict --help` stays fast.
+def inference_precision(precision: str) -> str:
+    from textlora.precision import resolve_precision
+
+    return resolve_precision(precision)
+
+
+def cast_for_inference(model, precision: str):
+    from textlora.precision import cast_for_inference as cast
+
+    return cast(model, precision)
 
 
 def _load_failed(what: Path, err: Exception) -> TextloraError:
@@ -127,15 +135,6 @@ COMPONENTS = ("shipped", "finetuned")
 BACKENDS = ("torch", "onnx")
 
 
-def shipped_kind(run: RunDir) -> str:
-    """finetuned | ensemble | tfidf | nbsvm: what the run ships (runs without ship.json: finetuned)."""
-    return (run.json_file(SHIP_FILE) or {}).get("kind", "finetuned")
-
-
-def needs_neural_model(run: RunDir) -> bool:
-    return shipped_kind(run) in ("finetuned", "ensemble")
-
-
 def resolve_backend(backend: str | None, onnx: str | Path | None) -> str:
     """--backend as given, else onnx when --onnx names a folder, else torch."""
     return backend or ("onnx" if onnx is not None else "torch")
@@ -198,9 +197,9 @@ class Predictor:
 
             # Checked even when a classical row ships alone: a wrong folder should not pass unnoticed.
             read_info(onnx, run)
-            if component == "finetuned" or needs_neural_model(run):
+            if component == "finetuned" or run.needs_neural_model:
                 model = load_onnx_classifier(onnx)
-        elif component == "finetuned" or needs_neural_model(run):
+        elif component == "finetuned" or run.needs_neural_model:
             model = load_run_model(run, base_model, trust_remote_code=trust_remote_code, precision=precision)
         return cls.for_model(run, model, batch_size, calibrated, component)
 
@@ -221,7 +220,7 @@ class Predictor:
             from textlora.labelwords import Prompt
 
             prompt = Prompt(template=run.info["prompt"]["template"], words=run.info["prompt"]["words"])
-        ship = run.json_file(SHIP_FILE) or {"kind": "finetuned"}
+        ship = run.ship_plan
         if component == "finetuned":
             ship = {"kind": "finetuned"}
         temperature = float((run.json_file(CALIBRATION_FILE) or {}).get("temperature", 1.0)) if calibrated else 1.0
@@ -242,6 +241,9 @@ class Predictor:
         return [clean_html(t) for t in texts] if self.clean else texts
 
     def predict_probs(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        from textlora.evaluate import predict_probs
+        from textlora.ship import blend
+
         if len(texts) == 0:
             return np.zeros((0, len(self.label_names)))
         prepared = self.prepare(texts)
@@ -265,3 +267,108 @@ class Predictor:
                 probabilities={name: float(p) for name, p in zip(self.label_names, row)},
             ))
         return out
+
+
+# --------------------------------------------------------------------------- the `predict` command
+
+
+def _read_input_texts(path: str, column: str) -> list[str]:
+    from textlora.data import read_table
+
+    file = Path(path)
+    if not file.is_file():
+        raise TextloraError(f"input file {path!r} does not exist; check the path")
+    if file.suffix.lower() == ".txt":
+        return [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    frame = read_table(file)
+    if column not in frame.columns:
+        raise TextloraError(
+            f"text column {column!r} not in {path}; pass --text-column, columns that exist: {', '.join(map(str, frame.columns))}"
+        )
+    # A missing cell (None, or NaN: pandas reads an empty CSV field as NaN) is an empty text, not "nan".
+    return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame[column].tolist()]
+
+
+def cmd_predict(args) -> int:
+    from textlora.predict import Predictor, check_backend, resolve_backend
+
+    backend = resolve_backend(args.backend, args.onnx)
+    check_backend(backend, args.onnx, args.precision)  # before reading any input
+    texts = list(args.texts)
+    where = [f"text argument {i}" for i in range(1, len(texts) + 1)]
+    if args.input:
+        texts += _read_input_texts(args.input, args.text_column)
+        where += [f"row {i} of {args.input}" for i in range(1, len(texts) - len(where) + 1)]
+    if not texts:
+        raise TextloraError("no text to classify; give texts as arguments or --input FILE")
+    empty = [w for w, t in zip(where, texts) if not t.strip()]
+    if empty:  # the model would still answer, with a confident label for nothing
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise TextloraError(f"{empty[0]} is empty{more}; give only texts with words in them")
+    if args.output and Path(args.output).exists() and not args.overwrite:
+        raise TextloraError(f"output {args.output!r} already exists; pass --overwrite or choose another path")
+    predictor = Predictor.from_run(args.run_dir, base_model=args.model, batch_size=args.batch_size,
+                                   trust_remote_code=args.trust_remote_code, precision=args.precision,
+                                   backend=backend, onnx=args.onnx)
+    predictions = predictor.predict(texts, progress=len(texts) > 256 and not args.quiet)
+    if args.output:
+        _write_predictions(Path(args.output), texts, predictions, predictor.label_names)
+        print(f"wrote {len(predictions)} predictions to {args.output}")
+    elif args.json:
+        print(json.dumps([{"text": t, **p.as_dict()} for t, p in zip(texts, predictions)], indent=2))
+    else:
+        for text, p in zip(texts, predictions):
+            shown = text if len(text) <= 100 else text[:97] + "..."
+            probs = " | ".join(f"{name}: {value:.4f}" for name, value in p.probabilities.items())
+            print(f"Text: {shown}\nPrediction: {p.label}\nConfidence: {p.confidence:.4f}\nProbabilities - {probs}\n")
+    return 0
+
+
+def _write_predictions(path: Path, texts, predictions, label_names) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "text": texts,
+        "label": [p.label for p in predictions],
+        "confidence": [p.confidence for p in predictions],
+        **{f"prob_{name}": [p.probabilities[name] for p in predictions] for name in label_names},
+    })
+    temporary = path.with_name(f".{path.name}.partial")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        frame.to_json(temporary, orient="records", lines=True, force_ascii=False)
+    elif suffix == ".parquet":
+        frame.to_parquet(temporary, index=False)
+    else:
+        frame.to_csv(temporary, index=False, sep="\t" if suffix == ".tsv" else ",")
+    temporary.replace(path)
+
+
+def register_cli(subparsers) -> None:
+    from textlora.cli import add_backend_arguments
+    from textlora.config import PRECISIONS
+
+    predict = subparsers.add_parser(
+        "predict",
+        help="classify texts with a trained run",
+        description="Print label, confidence and every class probability for each text.",
+        epilog='example: textlora predict runs/demo "Great film!" or --input reviews.csv --text-column review --output out.csv',
+    )
+    predict.add_argument("run_dir", help="a run folder written by `textlora train`")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--input", help="file of texts: csv/tsv/jsonl/parquet (with --text-column) or .txt (one per line)")
+    predict.add_argument("--text-column", default="text", help="column holding the texts in --input (default: text)")
+    predict.add_argument("--output", help="write predictions here (.csv, .tsv, .jsonl, .parquet) instead of printing")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of text")
+    predict.add_argument("--model", help="base model to load the adapter on, if it moved since training")
+    predict.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    predict.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                         help="fp32 (default: the probabilities the run's metrics came from), bf16 (faster where "
+                              "the hardware runs it natively; probabilities move by bf16 rounding), or auto")
+    add_backend_arguments(predict)
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument("--trust-remote-code", action="store_true",
+                         help="needed for a run trained with --trust-remote-code: runs its model's own code")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(func=cmd_predict)
+

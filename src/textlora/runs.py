@@ -160,6 +160,18 @@ class RunDir:
     def artifact(self) -> Path:
         return self.path / self.info["artifact"]
 
+    @property
+    def ship_plan(self) -> dict[str, Any]:
+        """ship.json: what the run ships (kind: finetuned | ensemble | tfidf | nbsvm, the classical
+        partner and the ensemble weight); runs written before ship.json existed ship the fine-tuned
+        model. The same plan is in metrics.json's `shipped` (RunRecord.shipped_kind), beside its row."""
+        return self.json_file(SHIP_FILE) or {"kind": "finetuned"}
+
+    @property
+    def needs_neural_model(self) -> bool:
+        """Whether what ships runs the transformer (a classical row shipping alone does not)."""
+        return self.ship_plan["kind"] in ("finetuned", "ensemble")
+
     def metrics(self) -> dict[str, Any]:
         path = self.path / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else {}

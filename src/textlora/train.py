@@ -224,41 +224,15 @@ def _pad_rows(rows: list[list[int]]) -> list[list[int]]:
     return [list(r) + [IGNORE_INDEX] * (longest - len(r)) for r in rows]
 
 
-def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
-                work_dir: Path, quiet: bool = False, resume: bool = False,
-                label_targets: list[list[int]] | None = None, callbacks: tuple = (),
-                select_metric: str = "accuracy", max_steps: int | None = None, eval_steps: int | None = None,
-                say=print) -> TrainResult:
-    """Train `model` in place, checkpointing into work_dir/checkpoints; afterwards the model holds
-    the weights of its best evaluation on the validation rows by `select_metric` (never the test rows).
-
-    With `resume`, training continues from the last checkpoint there: the
-    Trainer restores weights, optimizer, scheduler and RNG states and skips
-    the batches already seen, so the result equals an uninterrupted run.
-
-    `max_steps` replaces cfg.train.epochs (a budget); `eval_steps` evaluates every N steps
-    instead of every epoch. With `label_targets` (objective label_words), `model` is a seq2seq LM
-    trained on the LM loss of each row's target ids (its `labels`), and each evaluation scores every
-    class's targets (labelwords.py). `callbacks`: extra TrainerCallbacks.
-    """
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, TrainingArguments
-
-    from textlora.labelwords import IGNORE_INDEX, classes_of
-
-    precision = resolve_precision(cfg.train.precision)
-    if precision == "bf16" and cfg.method in ADAPTER_METHODS:
-        # Only where the frozen base is not saved: a `head` run ships its body.
-        hold_frozen_weights_in_bf16(model)
-    checkpoints = Path(work_dir) / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    recorder = EvaluationRecorder(Path(work_dir) / "evaluations.journal.json")
-    best = BestCheckpoint(Path(work_dir), select_metric, cfg.train.early_stopping_patience)
-    # truncation: chunks: validation rows are windows; metrics are per text (mean window logits).
-    windows_of = np.asarray(validation_set["text_index"]) if "text_index" in validation_set.column_names else None
+def training_arguments(cfg: Config, work_dir: Path, precision: str, quiet: bool,
+                       max_steps: int | None, eval_steps: int | None):
+    """The Trainer's arguments for a run of `cfg`: evaluations per epoch (or every eval_steps),
+    a checkpoint at each for --resume, every step's loss logged."""
+    from transformers import TrainingArguments
 
     by_steps = eval_steps is not None
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
+    return TrainingArguments(
+        output_dir=str(Path(work_dir) / "checkpoints"),
         num_train_epochs=cfg.train.epochs,
         max_steps=max_steps if max_steps is not None else -1,
         learning_rate=cfg.learning_rate,
@@ -280,7 +254,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         save_steps=cfg.train.save_steps or eval_steps or 500,
         save_total_limit=1,
         save_only_model=False,
-        # TensorBoard is attached below, writing into the run folder.
+        # TensorBoard is attached by _tracking_callbacks, writing into the run folder.
         report_to=[cfg.train.report_to] if cfg.train.report_to == "mlflow" else [],
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -290,29 +264,85 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         torch_compile=cfg.train.compile,
         bf16=precision == "bf16",
     )
-    optimizers: tuple = (None, None)
-    if cfg.method == "loraplus":
-        from peft.optimizers import create_loraplus_optimizer
 
-        optimizer = create_loraplus_optimizer(
-            model=model,
-            optimizer_cls=torch.optim.AdamW,
-            lr=cfg.learning_rate,
-            loraplus_lr_ratio=cfg.lora.loraplus_lr_ratio,
-            weight_decay=cfg.train.weight_decay,
-        )
-        optimizers = (optimizer, None)
+
+def loraplus_optimizer(cfg: Config, model) -> torch.optim.Optimizer:
+    """peft's LoRA+ optimizer: the B matrices learn loraplus_lr_ratio times faster than A."""
+    from peft.optimizers import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(model=model, optimizer_cls=torch.optim.AdamW, lr=cfg.learning_rate,
+                                     loraplus_lr_ratio=cfg.lora.loraplus_lr_ratio,
+                                     weight_decay=cfg.train.weight_decay)
+
+
+def collator_and_classes(tokenizer, train_set, label_targets: list[list[int]] | None):
+    """The batch collator, and each training row's class id (for class weights): a classifier's
+    labels are class ids; a label-word LM's labels are its class's target tokens."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
+
+    from textlora.labelwords import IGNORE_INDEX, classes_of
+
     if label_targets is None:
-        train_classes = np.asarray(train_set["labels"])
-        collator = DataCollatorWithPadding(tokenizer)
-    else:
-        train_classes = classes_of(torch.tensor(_pad_rows(train_set["labels"])), label_targets).numpy()
-        collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
+        return DataCollatorWithPadding(tokenizer), np.asarray(train_set["labels"])
+    classes = classes_of(torch.tensor(_pad_rows(train_set["labels"])), label_targets).numpy()
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX), classes
+
+
+def evaluation_rows(log_history: list[dict[str, Any]], recorder: EvaluationRecorder,
+                    selected: int | None) -> list[dict[str, Any]]:
+    """One row per evaluation: step, epoch, mean training loss since the previous one, the
+    validation metrics (per text under truncation: chunks), the confusion matrix and per-class
+    report the recorder kept, and whether its weights are the ones that ship."""
+    train_losses = losses_between_evaluations(log_history)
+    rows = []
+    for entry in (e for e in log_history if "eval_loss" in e):
+        step = entry.get("step")
+        row: dict[str, Any] = {"epoch": epoch_label(entry["epoch"]), "step": step, "train_loss": train_losses.get(step)}
+        row.update({k[len("eval_"):]: v for k, v in entry.items()
+                    if k.startswith("eval_") and "runtime" not in k and "per_second" not in k})
+        if "text_loss" in row:
+            row["loss"] = row.pop("text_loss")
+        row.setdefault("seconds", None)
+        row.update(recorder.by_step.get(str(step), {}))
+        row["selected"] = step == selected
+        rows.append(row)
+    return rows
+
+
+def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_names: list[str],
+                work_dir: Path, quiet: bool = False, resume: bool = False,
+                label_targets: list[list[int]] | None = None, callbacks: tuple = (),
+                select_metric: str = "accuracy", max_steps: int | None = None, eval_steps: int | None = None,
+                say=print) -> TrainResult:
+    """Train `model` in place, checkpointing into work_dir/checkpoints; afterwards the model holds
+    the weights of its best evaluation on the validation rows by `select_metric` (never the test rows).
+
+    With `resume`, training continues from the last checkpoint there: the
+    Trainer restores weights, optimizer, scheduler and RNG states and skips
+    the batches already seen, so the result equals an uninterrupted run.
+
+    `max_steps` replaces cfg.train.epochs (a budget); `eval_steps` evaluates every N steps
+    instead of every epoch. With `label_targets` (objective label_words), `model` is a seq2seq LM
+    trained on the LM loss of each row's target ids (its `labels`), and each evaluation scores every
+    class's targets (labelwords.py). `callbacks`: extra TrainerCallbacks.
+    """
+    precision = resolve_precision(cfg.train.precision)
+    if precision == "bf16" and cfg.method in ADAPTER_METHODS:
+        # Only where the frozen base is not saved: a `head` run ships its body.
+        hold_frozen_weights_in_bf16(model)
+    checkpoints = Path(work_dir) / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    recorder = EvaluationRecorder(Path(work_dir) / "evaluations.journal.json")
+    best = BestCheckpoint(Path(work_dir), select_metric, cfg.train.early_stopping_patience)
+    # truncation: chunks: validation rows are windows; metrics are per text (mean window logits).
+    windows_of = np.asarray(validation_set["text_index"]) if "text_index" in validation_set.column_names else None
+    args = training_arguments(cfg, work_dir, precision, quiet, max_steps, eval_steps)
+    collator, train_classes = collator_and_classes(tokenizer, train_set, label_targets)
     weights = class_weight_vector(cfg, train_classes, len(label_names))
     extra = [recorder, best, *_tracking_callbacks(cfg, Path(work_dir))]
     if max_steps is not None and cfg.train.budget_minutes and not quiet:
         extra.append(BudgetProgress(cfg.train.budget_minutes * 60, say))
-    if cfg.train.save_steps and not by_steps:
+    if cfg.train.save_steps and eval_steps is None:
         extra.append(EpochEndCheckpoints())
     trainer = TextloraTrainer(
         model=model,
@@ -323,7 +353,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         eval_dataset=validation_set,
         compute_metrics=ValidationMetrics(label_names, recorder, windows_of),
         compute_loss_func=None if weights is None else WeightedLoss(weights, label_targets),
-        optimizers=optimizers,
+        optimizers=(loraplus_optimizer(cfg, model) if cfg.method == "loraplus" else None, None),
         callbacks=[*extra, *callbacks],
     )
     _silence_log_printing(trainer, quiet)
@@ -332,7 +362,6 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     first_step = int(last.rsplit("-", 1)[-1]) if last else 0
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
-    groups = _optimizer_groups(trainer.optimizer) if trainer.optimizer is not None else []
     # A run whose last step did not fall on an evaluation (early stop, fractional epoch) is
     # evaluated once more, so the weights it ends with were compared too.
     evaluated = {e.get("step") for e in trainer.state.log_history if "eval_loss" in e}
@@ -340,20 +369,6 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         trainer.evaluate()
     selected = best.restore_best(model)
 
-    train_losses = losses_between_evaluations(trainer.state.log_history)
-    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
-    rows = []
-    for entry in evals:
-        step = entry.get("step")
-        epoch = epoch_label(entry["epoch"])
-        row: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": train_losses.get(step)}
-        row.update({k[len("eval_"):]: v for k, v in entry.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k})
-        if "text_loss" in row:
-            row["loss"] = row.pop("text_loss")
-        row.setdefault("seconds", None)
-        row.update(recorder.by_step.get(str(step), {}))
-        row["selected"] = step == selected
-        rows.append(row)
     samples = len(train_set)
     if first_step or max_steps is not None:  # resumed or budgeted: count the steps this process ran
         steps_run = trainer.state.global_step - first_step
@@ -361,14 +376,14 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     else:
         trained = samples * cfg.train.epochs
     return TrainResult(
-        epochs=rows,
+        epochs=evaluation_rows(trainer.state.log_history, recorder, selected),
         seconds=seconds,
         train_samples=samples,
         # Measured here, not taken from the Trainer: on resume its figure counts skipped steps.
         samples_per_second=trained / seconds,
         peak_memory_mb=peak_memory_mb(),
         precision=precision,
-        optimizer_groups=groups,
+        optimizer_groups=_optimizer_groups(trainer.optimizer) if trainer.optimizer is not None else [],
         class_weights=None if weights is None else [float(w) for w in weights],
         selected_step=selected,
         stopped_early=trainer.state.global_step < trainer.state.max_steps,
