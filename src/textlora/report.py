@@ -17,101 +17,32 @@ run seed 000's evaluation comparison, what ships and why, its calibration
 table, learning curves and confusion matrix. Reports read run records only
 (runs.RunRecord); nothing is retrained or re-evaluated.
 
-Sweep summaries (summary.csv / summary.md / plots/ in a sweep folder) are
-written here too, so a sweep and a report show the same table.
+The sweep sections reuse sweep_summary.py (its runs, table and figures), so
+a sweep's summary.md and a report show the same table; the sweep summary
+itself is written there.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from textlora.compare import NOTE, ComparedRun, baseline_records, comparison_table, verdict_sections
+from textlora.compare import NOTE, comparison_table, verdict_sections
 from textlora.config import ADAPTER_METHODS, RANKED_METHODS
 from textlora.errors import TextloraError
-from textlora.runs import CLASSICAL_ROWS, RunDir, RunRecord, is_run, open_run
-from textlora.sweep import SWEEP_FILE
-from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, epoch_cells, fixed, fmt, render
+from textlora.runs import is_run, open_run
+from textlora.sweep_summary import (Run, SweepDir, is_sweep, overview_figures, plain, read_sweep, references,
+                                    require_plots, run_row, sort_rows, sweep_figures, sweep_note, sweep_table)
+from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, epoch_cells, fmt, render
 
 NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
-TEST_COLUMNS = [("accuracy", "test accuracy"), ("f1", "test F1"), ("f1_macro", "test F1 macro"),
-                ("roc_auc", "test ROC AUC"), ("loss", "test loss")]
 
 
 # --------------------------------------------------------------------------- reading
-
-
-@dataclass
-class Run:
-    path: Path
-    label: str
-    """The name shown in tables: the run name, with its sweep's name where two would clash."""
-    info: dict[str, Any]
-    record: RunRecord
-    config: dict[str, Any]
-
-    @classmethod
-    def read(cls, run: RunDir) -> "Run":
-        return cls(path=run.path, label=run.path.name, info=run.info, record=run.record(), config=run.config() or {})
-
-    @property
-    def method(self) -> str:
-        return self.info.get("method") or self.record.method
-
-    @property
-    def dataset(self) -> tuple[Any, ...]:
-        """What makes two runs' numbers comparable at all: the same source (and subset) and the same classes.
-        Runs on different rows of one source stay together; compare labels their baselines per run."""
-        return self.value("data.source"), self.value("data.subset"), tuple(self.record.label_names)
-
-    def compared(self) -> ComparedRun:
-        return ComparedRun(label=self.label, method=self.method, record=self.record)
-
-    def value(self, key: str) -> Any:
-        """A config value by dotted key (lora.r), as the run was actually trained."""
-        node: Any = self.config
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-
-@dataclass
-class SweepDir:
-    path: Path
-    spec: dict[str, Any]
-    runs: list[Run]
-
-    @property
-    def keys(self) -> list[str]:
-        return list(self.spec.get("keys", []))
-
-    @property
-    def metric(self) -> str:
-        return self.spec.get("metric", "accuracy")
-
-
-def is_sweep(path: Path) -> bool:
-    return (path / SWEEP_FILE).is_file()
-
-
-def read_sweep(path: str | Path) -> SweepDir:
-    path = Path(path)
-    if not is_sweep(path):
-        raise TextloraError(f"{str(path)!r} is not a sweep folder (no {SWEEP_FILE}); give a folder written by `textlora sweep`")
-    spec = json.loads((path / SWEEP_FILE).read_text())
-    runs_dir = path / "runs"
-    runs = [Run.read(open_run(p)) for p in sorted(runs_dir.iterdir()) if is_run(p)] if runs_dir.is_dir() else []
-    order = {point["name"]: i for i, point in enumerate(spec.get("points", []))}
-    runs.sort(key=lambda run: order.get(run.path.name, len(order)))  # grid order: ties keep it
-    return SweepDir(path=path, spec=spec, runs=runs)
 
 
 def collect(paths: Iterable[str | Path]) -> tuple[list[Run], list[SweepDir]]:
@@ -156,203 +87,12 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[Run], list[SweepDir]]:
     return ordered, sweeps
 
 
-def run_row(run: Run, keys: list[str], metric: str) -> dict[str, Any]:
-    """The numbers one run contributes to tables and plots (plots.py's row)."""
-    record = run.record
-    final, params, timing = record.final, record.params, record.timing
-    method = run.method
-    return {
-        "name": run.label,
-        "values": {key: run.value(key) for key in keys},
-        "method": method,
-        "r": run.value("lora.r") if method in RANKED_METHODS else None,
-        "score": record.validation_score(metric),
-        "test": final.get(metric),
-        "test_interval": (final.get("intervals") or {}).get(metric),
-        "test_loss": final.get("loss"),
-        "final": final,
-        "trainable": params.get("trainable"),
-        "total": params.get("total"),
-        "ratio": params.get("trainable_ratio"),
-        "train_seconds": timing.get("train_seconds"),
-        "peak_memory_mb": timing.get("peak_memory_mb"),
-        "artifact_mb": record.artifact_bytes / 2**20 if record.artifact_bytes is not None else None,
-        "epochs": record.epochs,
-    }
-
-
 def by_dataset(runs: list[Run]) -> list[list[Run]]:
     """Runs grouped by Run.dataset, in the order the datasets first appear."""
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
         groups.setdefault(run.dataset, []).append(run)
     return list(groups.values())
-
-
-def references(runs: list[Run], metric: str) -> list[tuple[str, float]]:
-    """The classical rows' test metric as (name, value) reference lines: one per row `textlora compare`
-    shows (shared where the runs share it, else labelled with its runs)."""
-    by_label = {run.label: run for run in runs}
-    out = []
-    for shown in baseline_records([run.compared() for run in runs]):
-        if shown["key"] in CLASSICAL_ROWS:
-            value = by_label[shown["runs"][0]].record.baselines[shown["key"]].get(metric)
-            if value is not None:
-                out.append((shown["run"], value))
-    return out
-
-
-def sort_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Best validation score first (lowest for loss); runs without one last."""
-    sign = 1 if metric == "loss" else -1
-    return sorted(rows, key=lambda r: (r["score"] is None, sign * (r["score"] or 0)))
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def _short(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def sweep_table(rows: list[dict[str, Any]], keys: list[str], metric: str) -> tuple[list[str], list[list[Any]]]:
-    headers = ["run", *(_short(k) for k in keys), f"validation {metric}",
-               *(label for _, label in TEST_COLUMNS), "trainable", "trainable %", "train s", "peak MiB",
-               "artifact MiB"]
-    body = []
-    for row in rows:
-        body.append([
-            row["name"], *(_plain(row["values"][k]) for k in keys), row["score"],
-            *(row["final"].get(key) for key, _ in TEST_COLUMNS), row["trainable"],
-            fixed(row["ratio"], 3, 100), fixed(row["train_seconds"], 1), fixed(row["peak_memory_mb"], 0),
-            fixed(row["artifact_mb"], 2),
-        ])
-    return headers, body
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return value
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def _plots():
-    try:
-        from textlora import plots
-    except ImportError:
-        raise TextloraError("plots need matplotlib: pip install 'textlora[plots]'") from None
-    return plots
-
-
-def sweep_figures(rows: list[dict[str, Any]], keys: list[str], metric: str,
-                  refs: list[tuple[str, float]] = ()) -> list[tuple[str, str, bytes]]:
-    """(file stem, caption, png) for every sweep plot."""
-    plots = _plots()
-
-    out = []
-    for key in keys:
-        fig = plots.by_swept_value(
-            rows, key, [("score", "validation", "-"), ("test", "test", "--")],
-            plots.METRIC_LABELS.get(metric, metric), f"{plots.METRIC_LABELS.get(metric, metric)} vs {key}",
-        )
-        out.append((f"{metric}_vs_{_short(key)}", f"{metric} (validation: solid, test: dashed) vs {key}", plots.png(fig)))
-        fig = plots.by_swept_value(rows, key, [("train_seconds", None, "-")], "training wall time (s)",
-                                   f"Training time vs {key}")
-        out.append((f"time_vs_{_short(key)}", f"training wall time vs {key}", plots.png(fig)))
-    if "lora.r" in keys and any(r["r"] is not None and r["trainable"] for r in rows):
-        out.append(("params_vs_r", "trainable parameters vs LoRA rank r", plots.png(plots.params_vs_rank(rows))))
-    return out + overview_figures(rows, metric, refs)
-
-
-def overview_figures(rows: list[dict[str, Any]], metric: str,
-                     refs: list[tuple[str, float]] = ()) -> list[tuple[str, str, bytes]]:
-    """Time vs metric and loss curves (for two runs or more), and the four comparison panels."""
-    plots = _plots()
-
-    lines = "; classical rows as horizontal lines" if refs else ""
-    out = []
-    if len(rows) > 1:
-        out.append(("time_vs_" + metric, f"training wall time vs test {metric}, one point per run (95 % "
-                    f"intervals{lines})", plots.png(plots.time_vs_metric(rows, metric, references=refs))))
-        out.append(("loss_curves", "validation (solid) and training (dashed) loss per epoch, every run",
-                    plots.png(plots.loss_curves([(r["name"], r["epochs"]) for r in rows]))))
-    if len(rows) <= 24:
-        out.append(("comparison", f"training time, trainable parameters, test loss and test {metric} per run "
-                    f"(95 % intervals as error bars{lines})",
-                    plots.png(plots.comparison_bars(rows, metric, references=refs))))
-    return out
-
-
-# --------------------------------------------------------------------------- sweep summary
-
-
-@dataclass
-class SweepSummary:
-    rows: list[dict[str, Any]]
-    headers: list[str]
-    body: list[list[Any]]
-    text: str
-    """The table as the terminal shows it."""
-
-
-def write_sweep_summary(sweep_dir: str | Path, metric: str | None = None) -> SweepSummary:
-    """summary.csv, summary.md and plots/*.png of a sweep folder, from its finished runs."""
-    sweep = read_sweep(sweep_dir)
-    metric = metric or sweep.metric
-    finished = {run.path.name for run in sweep.runs}
-    # Points whose last attempt failed (sweep.json keeps their one-line error): a row marked failed.
-    failed = [p for p in sweep.spec.get("points", []) if p.get("error") and p["name"] not in finished]
-    if not sweep.runs and not failed:
-        raise TextloraError(f"sweep {str(sweep.path)!r} has no finished run yet; run the sweep first")
-    rows = sort_rows([run_row(run, sweep.keys, metric) for run in sweep.runs], metric)
-    headers, body = sweep_table(rows, sweep.keys, metric)
-    if failed:
-        headers = [*headers, "error"]
-        body = [[*row, None] for row in body] + [
-            [p["name"], *(_plain(p.get("values", {}).get(k)) for k in sweep.keys), "failed",
-             *([None] * (len(headers) - len(sweep.keys) - 3)), p["error"]] for p in failed]
-    with open(sweep.path / "summary.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(headers)
-        writer.writerows([["" if v is None else v for v in row] for row in body])
-    plots_dir = sweep.path / "plots"
-    lines = [f"# Sweep {sweep.path.name}", "", sweep_note(sweep, metric, len(rows)), "", render(headers, body, markdown=True), ""]
-    if failed:
-        lines += [f"{len(failed)} point(s) failed (marked failed above); re-running the sweep retries them.", ""]
-    if not rows:
-        lines += ["No plots: no point finished.", ""]
-    try:
-        figures = sweep_figures(rows, sweep.keys, metric, references(sweep.runs, metric)) if rows else []
-        plots_dir.mkdir(exist_ok=True)
-    except TextloraError as err:  # no matplotlib: the table still stands
-        figures = []
-        lines += [f"No plots: {err}.", ""]
-    for stem, caption, data in figures:
-        (plots_dir / f"{stem}.png").write_bytes(data)
-        lines += [f"![{caption}](plots/{stem}.png)", ""]
-    text = render(headers, body)
-    seeds = {row["values"].get("seed") for row in rows}
-    if "seed" in sweep.keys and len(seeds) > 1:  # --repeats: the spread over seeds, per point
-        from textlora.sweep import over_seeds
-
-        seed_headers, seed_body = over_seeds(rows, sweep.keys, metric)
-        lines[4:4] = ["## Over seeds", "", render(seed_headers, seed_body, markdown=True), "",
-                      "## Every run", ""]
-        text = render(seed_headers, seed_body) + "\n\n" + text
-    (sweep.path / "summary.md").write_text("\n".join(lines))
-    return SweepSummary(rows=rows, headers=headers, body=body, text=text)
-
-
-def sweep_note(sweep: SweepDir, metric: str, n: int) -> str:
-    recipe = sweep.spec.get("recipe") or "the built-in defaults"
-    swept = ", ".join(sweep.keys) or "-"
-    return (f"{n} run(s) of `{recipe}` over {swept}, sorted by {metric} on the validation rows "
-            f"(at each run's selected checkpoint); the test columns are reported, never used to choose.")
 
 
 # --------------------------------------------------------------------------- the report document
@@ -472,7 +212,7 @@ INTERVAL_METRICS = [("accuracy", "Accuracy 95 % CI"), ("f1_macro", "F1 macro 95 
 
 
 def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accuracy", title: str = "textlora report") -> Doc:
-    plots = _plots()
+    plots = require_plots()
 
     doc = Doc(title=title)
     doc.heading(1, title)
@@ -579,14 +319,14 @@ def run_description(run: Run, row: dict[str, Any]) -> str:
     parts = [f"`{run.info.get('base_model')}` + {method} on `{run.value('data.source')}` "
              f"({', '.join(run.record.label_names)})."]
     targets = run.value("lora.target_modules")
-    targets = _plain(targets) if targets else "preset"
+    targets = plain(targets) if targets else "preset"
     if method in RANKED_METHODS:
-        parts.append(f"r={run.value('lora.r')}, alpha={_plain(run.value('lora.alpha'))}, "
-                     f"dropout={_plain(run.value('lora.dropout'))}, targets={targets}.")
+        parts.append(f"r={run.value('lora.r')}, alpha={plain(run.value('lora.alpha'))}, "
+                     f"dropout={plain(run.value('lora.dropout'))}, targets={targets}.")
     elif method in ADAPTER_METHODS:  # IA3: scaling vectors, no rank
         parts.append(f"targets={targets}.")
     lr = run.value("train.learning_rate")
-    parts.append(f"{_plain(run.value('train.epochs'))} epoch(s), lr {_plain(lr) if lr is not None else 'method default'}, "
+    parts.append(f"{plain(run.value('train.epochs'))} epoch(s), lr {plain(lr) if lr is not None else 'method default'}, "
                  f"batch {run.value('train.batch_size')}.")
     if row["trainable"] is not None:
         parts.append(f"Trainable parameters: {row['trainable']:,} of {row['total']:,} ({row['ratio']:.2%}).")

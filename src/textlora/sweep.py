@@ -424,7 +424,7 @@ def sweep(recipe: str | None, grid: Iterable[str] = (), trials_spec: Iterable[st
           repeats: int = 1) -> Path:
     """Run a sweep and write its summary; returns the sweep folder. What `textlora sweep` calls.
     `repeats`: seeds per point (the summary then shows mean ± sd and an interval over seeds)."""
-    from textlora.report import write_sweep_summary
+    from textlora.sweep_summary import write_sweep_summary
 
     space = parse_grid(grid)
     if repeats != 1:
