@@ -164,12 +164,15 @@ def synthetic_source(recipe: Path, out: Path) -> Path:
 
     import pandas as pd
 
-    data = load_config(recipe).data
+    cfg = load_config(recipe)
+    data = cfg.data
     fields = [f for _, f, _, _ in string.Formatter().parse(data.text_template) if f] if data.text_template \
         else [data.text_column]
     out.mkdir()
     for split, n, seed in (("train", 160, 0), ("test", 64, 1)):  # quick: 64 + 16 train rows, 32 test rows
-        if data.label_bins:
+        if cfg.task == "multi_label":  # label sets, as JSON lists in the CSV
+            labels = [json.dumps([["negative"], ["positive"], ["negative", "positive"], []][i % 4]) for i in range(n)]
+        elif data.label_bins:
             labels = [1 + (i * 7) % 10 for i in range(n)]  # every rating 1..10, so every bin
         elif data.label_names:
             labels = [i % len(data.label_names) for i in range(n)]
@@ -196,7 +199,7 @@ def test_recipe_runs_in_quick_mode(path, tiny_models, tmp_path):
 
     run_dir = out / path.stem
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    train_counts = metrics["data"]["splits"]["train"]["class_counts"]
+    train_counts = metrics["data"]["splits"]["train"].get("class_counts", {})  # a regression has none
     if raw["data"].get("oversample"):  # quick mode oversamples to the largest class
         assert len(set(train_counts.values())) == 1 and sum(train_counts.values()) >= QUICK["data.n_train"]
     else:
@@ -208,7 +211,17 @@ def test_recipe_runs_in_quick_mode(path, tiny_models, tmp_path):
     from textlora.runs import open_run
 
     saved = open_run(run_dir).test_probs()
-    assert metrics["final"]["accuracy"] == float((saved["finetuned"].argmax(1) == saved["labels"]).mean())
+    task = metrics.get("task", "classification")
+    if task == "classification":
+        assert metrics["final"]["accuracy"] == float((saved["finetuned"].argmax(1) == saved["labels"]).mean())
+    elif task == "multi_label":  # micro F1 of the saved probabilities at the thresholds the run chose
+        from textlora.multilabel import multilabel_metrics
+
+        names, chosen = metrics["data"]["label_names"], metrics["selection"]["thresholds"]["finetuned"]
+        assert metrics["final"]["f1_micro"] == multilabel_metrics(saved["labels"], saved["finetuned"], names,
+                                                                  [chosen[n] for n in names])["f1_micro"]
+    else:
+        assert metrics["final"]["mae"] == pytest.approx(float(abs(saved["finetuned"] - saved["labels"]).mean()))
     assert metrics["final"]["n"] == len(saved["labels"]) == metrics["data"]["splits"]["test"]["rows"]
     assert 0 < metrics["params"]["trainable"] < metrics["params"]["total"] or raw.get("method") == "full"
     # --quick changed the sizes only: every other setting is the recipe's own.

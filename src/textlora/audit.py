@@ -410,6 +410,16 @@ def audit_splits(splits: Splits, *, max_length: int | None = None,
     """
     if token_lengths is not None and max_length is None:
         raise TextloraError("token_lengths need max_length to count the texts over it; pass max_length")
+    task = getattr(splits, "task", "classification")
+    if task != "classification":
+        # Label sets and numbers are no classes: the text checks (duplicates, leakage, empty and short
+        # texts) run on one pseudo-class; the per-class and label checks do not apply.
+        one = {name: frame.assign(**{LABEL: 0}) for name, frame in splits.items()}
+        splits = dataclasses.replace(splits, **one, label_names=[f"({task.replace('_', '-')} rows)"],
+                                     task="classification")
+        report = audit_splits(splits, max_length=max_length, token_lengths=token_lengths, seed=seed, oof_max_rows=0)
+        return dataclasses.replace(report, label_check=f"task: {task} (the label check reads single-label classes)",
+                                   small_classes=[])
     start = time.perf_counter()
     frames = dict(splits.items())
     rows = {n: len(f) for n, f in frames.items()}
@@ -518,7 +528,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     cfg = load_config(args.recipe, command_overrides(args.recipe, args.set, data=args.data))
     start = time.perf_counter()
     # The audit must see the rows before dedupe removes what it is meant to find.
-    splits = load_splits(dataclasses.replace(cfg.data, dedupe="none"), cfg.seed)
+    splits = load_splits(dataclasses.replace(cfg.data, dedupe="none"), cfg.seed, cfg.task)
     lengths = _token_lengths(cfg, splits) if args.tokens else None
     report = audit_splits(splits, max_length=cfg.model.max_length if args.tokens else None, token_lengths=lengths,
                           n_candidates=args.candidates, seed=cfg.seed,

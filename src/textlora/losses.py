@@ -65,3 +65,71 @@ class WeightedLoss:
         # In training the Trainer passes the number of labels in the whole gradient-accumulation
         # window and expects the loss scaled by it.
         return losses.sum() / num_items_in_batch if num_items_in_batch else losses.mean()
+
+
+# --------------------------------------------------------------------------- multi-label and regression
+
+
+def pos_weight_vector(setting, train_matrix: np.ndarray) -> torch.Tensor | None:
+    """train.pos_weight in force: "balanced" is negatives / positives of each label in the training
+    rows (torch's BCEWithLogitsLoss convention), a list gives one weight per label."""
+    if setting is None:
+        return None
+    train_matrix = np.asarray(train_matrix)
+    n_labels = train_matrix.shape[1]
+    if setting == "balanced":
+        positives = train_matrix.sum(axis=0).astype(np.float64)
+        weights = (len(train_matrix) - positives) / np.maximum(positives, 1)
+    else:
+        if len(setting) != n_labels:
+            raise TextloraError(f"train.pos_weight has {len(setting)} weights for {n_labels} labels; give one per label")
+        weights = np.asarray(setting, dtype=np.float64)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _per_item_mean(losses: torch.Tensor, num_items_in_batch) -> torch.Tensor:
+    # In training the Trainer passes the number of label entries (rows x labels, or rows) in the whole
+    # gradient-accumulation window and expects the loss scaled by it.
+    return losses.sum() / num_items_in_batch if num_items_in_batch else losses.mean()
+
+
+@dataclass(frozen=True)
+class MultiLabelLoss:
+    """The Trainer's compute_loss_func for task: multi_label: BCE over every (row, label), with
+    train.pos_weight on the positives of each label when given."""
+
+    pos_weight: torch.Tensor | None = None
+
+    def __call__(self, outputs, labels, num_items_in_batch=None) -> torch.Tensor:
+        logits = _logits(outputs).float()
+        weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight,
+                                                                      reduction="none")
+        return _per_item_mean(losses, num_items_in_batch)
+
+
+@dataclass(frozen=True)
+class RegressionLoss:
+    """The Trainer's compute_loss_func for task: regression: MSE or Huber (delta 1) between the one
+    output and the standardised target."""
+
+    kind: str = "mse"
+
+    def __call__(self, outputs, labels, num_items_in_batch=None) -> torch.Tensor:
+        predictions = _logits(outputs).float().reshape(-1)
+        targets = labels.float().reshape(-1)
+        if self.kind == "huber":
+            losses = torch.nn.functional.huber_loss(predictions, targets, reduction="none", delta=1.0)
+        else:
+            losses = torch.nn.functional.mse_loss(predictions, targets, reduction="none")
+        return _per_item_mean(losses, num_items_in_batch)
+
+
+def task_loss(cfg: Config, train_targets: np.ndarray):
+    """The compute_loss_func of a multi_label or regression run (`train_targets`: the multi-hot training
+    matrix, or the standardised training targets); None for classification (its own path above)."""
+    if cfg.task == "multi_label":
+        return MultiLabelLoss(pos_weight_vector(cfg.train.pos_weight, train_targets))
+    if cfg.task == "regression":
+        return RegressionLoss(cfg.train.regression_loss)
+    return None

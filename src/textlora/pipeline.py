@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -38,10 +39,16 @@ def package_versions() -> dict[str, str]:
 
 
 def print_data_summary(splits: Splits, lengths: dict[str, Any], max_length: int, say: Printer) -> None:
-    summary = splits.summary()
-    names = splits.label_names
-    rows = [[split] + [info["rows"]] + [info["class_counts"][n] for n in names] for split, info in summary["splits"].items()]
-    say(render(["split", "rows", *names], rows))
+    if splits.task != "classification":
+        from textlora.tasks import summary_table
+
+        say(render(*summary_table(splits)))
+    else:
+        summary = splits.summary()
+        names = splits.label_names
+        rows = [[split] + [info["rows"]] + [info["class_counts"][n] for n in names]
+                for split, info in summary["splits"].items()]
+        say(render(["split", "rows", *names], rows))
     if lengths:
         say(
             f"tokens per text (train sample of {lengths['counted']}): mean {lengths['mean']:.0f}, "
@@ -82,7 +89,7 @@ def run_experiment(cfg: Config, overwrite: bool = False, quiet: bool = False, sa
         raise
     if main and record is not None:
         say("")
-        say(comparison_table([(name, row) for _, name, row in record.rows()]))
+        say(comparison_table([(name, row) for _, name, row in record.rows()], task=record.task))
         say("")
         for line in record.verdicts():
             say(line)
@@ -105,10 +112,35 @@ class Prepared:
     prompt: Any
     targets: list[list[int]] | None
     info: dict[str, Any]
+    target_scale: Any = None
+    """task: regression: the training rows' mean and spread (regression.TargetScale)."""
 
     @property
     def names(self) -> list[str]:
         return self.splits.label_names
+
+    @property
+    def task(self) -> str:
+        """The task the labels were read for: the recipe's, or multi_label found in a list column."""
+        return self.splits.task
+
+    def labels(self, split: str):
+        """A split's labels as its task's metrics take them (class ids, (n, K) multi-hot, numbers)."""
+        frame = getattr(self.splits, split)
+        if self.task == "classification":
+            return frame["label"].to_numpy()
+        from textlora.tasks import label_array
+
+        return label_array(self.task, frame["label"], len(self.names))
+
+    def training_labels(self, split: str):
+        """What the model trains and evaluates on: class ids, or tasks.training_targets."""
+        frame = getattr(self.splits, split)
+        if self.task == "classification":
+            return frame["label"]
+        from textlora.tasks import training_targets
+
+        return training_targets(self.task, frame["label"], len(self.names), self.target_scale)
 
 
 @dataclass
@@ -123,22 +155,36 @@ class Scores:
 def prepare(cfg: Config) -> Prepared:
     """Data, tokenizer and every choice made from them, before any model weights are loaded."""
     from textlora.labelwords import Prompt, label_targets
-    from textlora.models import check_max_length, load_tokenizer, resolve_model_source, resolve_objective
+    from textlora.models import (LABEL_WORD_OBJECTIVES, check_max_length, load_tokenizer, resolve_model_source,
+                                 resolve_objective)
     from textlora.ship import resolve_select_metric
 
     source = resolve_model_source(cfg.model.name)
     check_max_length(cfg, source)  # a too-long max_length fails here, not deep in the first forward pass
-    splits = load_splits(cfg.data, cfg.seed)
+    splits = load_splits(cfg.data, cfg.seed, cfg.task)
     names = splits.label_names
     tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
     objective = resolve_objective(cfg, source)
+    if splits.task != "classification" and objective in LABEL_WORD_OBJECTIVES:
+        raise TextloraError(f"task: {splits.task} needs a head on the model; {cfg.model.name!r} scores label words "
+                            "(model.objective: auto chose label_words): set model.objective: classifier")
     lengths = token_length_stats(tokenizer, splits.train["text"], cfg.model.max_length)
     truncation = resolve_truncation(cfg.model, lengths)
-    select_metric = resolve_select_metric(cfg.train.select_metric, splits.train["label"].to_numpy(), len(names))
+    target_scale = None
+    if splits.task == "classification":
+        select_metric = resolve_select_metric(cfg.train.select_metric, splits.train["label"].to_numpy(), len(names))
+    else:
+        from textlora.tasks import resolve_select_metric as task_select_metric
+
+        select_metric = task_select_metric(splits.task, cfg.train.select_metric)
+        if splits.task == "regression":
+            from textlora.regression import TargetScale
+
+            target_scale = TargetScale.of(splits.train["label"].to_numpy())
     prompt = targets = None
-    if objective == "seq2seq":
-        prompt = Prompt.build(cfg.prompt, names)
-        targets = label_targets(tokenizer, prompt.words)
+    if objective in LABEL_WORD_OBJECTIVES:
+        prompt = Prompt.build(cfg.prompt, names, objective, tokenizer)
+        targets = label_targets(tokenizer, prompt)
     info = {
         "format": FORMAT,
         "finished": False,
@@ -152,11 +198,13 @@ def prepare(cfg: Config) -> Prepared:
         "truncation": truncation,
         "textlora_version": __version__,
     }
+    if splits.task != "classification":  # readers take a run.json without it for classification
+        info["task"] = splits.task
     if prompt is not None:  # what prediction needs to rebuild the classifier around the LM
         info["prompt"] = {**prompt.as_dict(), "targets": targets}
     return Prepared(source=source, splits=splits, tokenizer=tokenizer, objective=objective, lengths=lengths,
                     model_cfg=cfg.model.with_truncation(truncation), select_metric=select_metric, prompt=prompt,
-                    targets=targets, info=info)
+                    targets=targets, info=info, target_scale=target_scale)
 
 
 def announce(cfg: Config, prep: Prepared, resuming: bool, quiet: bool, main: bool, say: Printer):
@@ -188,6 +236,12 @@ def classical_rows(cfg: Config, splits: Splits, scores: Scores, say: Printer) ->
     for kind in CLASSICAL_ROWS:
         if kind not in cfg.baselines:
             continue
+        if splits.task != "classification":
+            if kind == "tfidf":
+                models[kind] = task_classical_row(cfg, splits, scores, say)
+            else:
+                say(f"baseline: {ROW_NAMES[kind]} is a single-label classifier: skipped for task: {splits.task}")
+            continue
         say(f"baseline: {ROW_NAMES[kind]} ...")
         begun = time.perf_counter()
         models[kind] = fit_classical(kind, splits.train["text"], splits.train["label"], len(names), cfg.seed)
@@ -199,12 +253,47 @@ def classical_rows(cfg: Config, splits: Splits, scores: Scores, say: Printer) ->
     return models
 
 
+def task_classical_row(cfg: Config, splits: Splits, scores: Scores, say: Printer):
+    """task: multi_label (TF-IDF + one-vs-rest logistic regressions) or regression (TF-IDF + ridge): fit on
+    the training rows, outputs on the validation and test rows into `scores` (tasks.settle scores them)."""
+    from textlora.classical import fit_classical
+    from textlora.runs import row_name
+    from textlora.tasks import label_array
+
+    say(f"baseline: {row_name('tfidf', task=splits.task)} ...")
+    begun = time.perf_counter()
+    model = fit_classical("tfidf", splits.train["text"], label_array(splits.task, splits.train["label"],
+                          len(splits.label_names)), len(splits.label_names), cfg.seed, task=splits.task)
+    fitted = time.perf_counter()
+    scores.val_probs["tfidf"] = model.predict_outputs(list(splits.validation["text"]))
+    scores.test_probs["tfidf"] = model.predict_outputs(list(splits.test["text"]))
+    scores.rows["tfidf"] = {"train_seconds": fitted - begun, "seconds": time.perf_counter() - begun}
+    return model
+
+
 def pre_adaptation_row(cfg: Config, prep: Prepared, model, test_encoded, scores: Scores, quiet: bool,
                        say: Printer) -> None:
     """The model before adaptation on the test rows; for a label-word model the zero-shot row
-    (the same prompt and scoring, untrained). Seeded construction makes it identical on resume."""
-    from textlora.evaluate import predict_probs
+    (the same prompt and scoring, untrained). Seeded construction makes it identical on resume.
+    task: multi_label: the untrained head's sigmoids (0.5 thresholds: no validation scores it);
+    task: regression: the training mean for every text (an untrained head would predict noise)."""
+    from textlora.evaluate import predict_logits, predict_probs
     from textlora.labelwords import LabelWordClassifier
+
+    if prep.task != "classification":
+        import numpy as np
+
+        from textlora.tasks import outputs_of
+
+        say("baseline: " + ("the training mean" if prep.task == "regression" else "the model before adaptation")
+            + " ...")
+        begun = time.perf_counter()
+        scores.test_probs["pre_adaptation"] = np.full(len(prep.splits.test), prep.target_scale.mean) \
+            if prep.task == "regression" else \
+            outputs_of(prep.task, predict_logits(model, test_encoded, prep.tokenizer, cfg.train.eval_batch_size,
+                                                 not quiet))
+        scores.rows["pre_adaptation"] = {"seconds": time.perf_counter() - begun}
+        return
 
     say("baseline: the model before adaptation" + (" (zero-shot prompt)" if prep.prompt else "") + " ...")
     classifier = model if prep.targets is None else LabelWordClassifier(model, prep.targets)
@@ -232,6 +321,13 @@ def score_shipped_model(cfg: Config, prep: Prepared, work_dir: Path, val_encoded
     val_logits = predict_logits(shipped_model, val_encoded, prep.tokenizer, cfg.train.eval_batch_size, not quiet)
     test_logits = predict_logits(shipped_model, test_encoded, prep.tokenizer, cfg.train.eval_batch_size, not quiet)
     scoring_seconds = time.perf_counter() - begun
+    if prep.task != "classification":  # sigmoid probabilities or numbers: no temperature (tasks.settle scores them)
+        from textlora.tasks import outputs_of
+
+        scores.val_probs["finetuned"] = outputs_of(prep.task, val_logits)
+        scores.test_probs["finetuned"] = outputs_of(prep.task, test_logits)
+        scores.rows["finetuned"] = {"seconds": scoring_seconds}
+        return None
     temperature, calibration = calibrate(val_logits, val_labels, test_logits, test_labels)
     scores.val_probs["finetuned"] = apply_temperature(val_logits, temperature)
     scores.test_probs["finetuned"] = apply_temperature(test_logits, temperature)
@@ -239,6 +335,31 @@ def score_shipped_model(cfg: Config, prep: Prepared, work_dir: Path, val_encoded
                                 "seconds": scoring_seconds}
     write_json(work_dir / CALIBRATION_FILE, {"temperature": temperature, "fitted_on": "validation"})
     return calibration
+
+
+def settle_task(cfg: Config, prep: Prepared, work_dir: Path, scores: Scores, classical_models: dict, say: Printer):
+    """task: multi_label / regression: tasks.settle on the validation rows (thresholds, ensemble weight, what
+    ships), then the test rows' metrics, intervals and verdicts into `scores.rows`; writes ship.json,
+    task.json and the classical model the shipped composition needs. Returns the tasks.Settled."""
+    from textlora.runs import CLASSICAL_DIR, CLASSICAL_ROWS, SHIP_FILE, TASK_FILE, row_name
+    from textlora.tasks import settle
+
+    display = {k: row_name(k, prep.objective, prep.task) for k in scores.test_probs}
+    bins = cfg.data.label_bins if prep.task == "regression" else None
+    settled = settle(prep.task, cfg.ship, prep.select_metric, prep.names, prep.labels("validation"),
+                     prep.labels("test"), scores.val_probs, scores.test_probs, display, cfg.seed, bins,
+                     CLASSICAL_ROWS)
+    scores.rows = {k: {**row, **scores.rows.get(k, {})} for k, row in settled.rows.items()}
+    say(settled.decision.reason)
+    for needed in {settled.decision.plan.get("partner")} - {None}:
+        classical_models[needed].save(work_dir / CLASSICAL_DIR / needed)
+    write_json(work_dir / SHIP_FILE, settled.decision.plan)
+    target = None
+    if prep.task == "regression":
+        target = {"target": prep.names[0], "scale": prep.target_scale.as_dict(), "bins": bins,
+                  "scale_in_model": True}
+    write_json(work_dir / TASK_FILE, settled.task_file(prep.task, prep.names, target))
+    return settled
 
 
 def choose_what_ships(cfg: Config, prep: Prepared, work_dir: Path, scores: Scores, classical_models: dict,
@@ -270,6 +391,8 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
 
     started = time.perf_counter()
     prep = prepare(cfg)
+    if prep.task != cfg.task:  # task: classification over a list column: the recipe as it ran (re-validated)
+        cfg = dataclasses.replace(cfg, task=prep.task)
     splits, names, tokenizer, model_cfg, info = prep.splits, prep.names, prep.tokenizer, prep.model_cfg, prep.info
     if main:
         (work_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -286,9 +409,11 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     if "pre_adaptation" in cfg.baselines and main:
         pre_adaptation_row(cfg, prep, model, test_encoded, scores, quiet, say)
 
-    val_texts, val_labels = list(splits.validation["text"]), splits.validation["label"].to_numpy()
-    train_set = to_dataset(splits.train["text"], splits.train["label"], tokenizer, model_cfg, prep.prompt, prep.targets)
-    validation_set = to_dataset(val_texts, val_labels, tokenizer, model_cfg, prep.prompt, prep.targets)
+    val_texts = list(splits.validation["text"])
+    train_set = to_dataset(splits.train["text"], prep.training_labels("train"), tokenizer, model_cfg, prep.prompt,
+                           prep.targets)
+    validation_set = to_dataset(val_texts, prep.training_labels("validation"), tokenizer, model_cfg, prep.prompt,
+                                prep.targets)
     val_encoded = encode(tokenizer, val_texts, model_cfg, prep.prompt)
     plan = plan_training_budget(cfg, model, tokenizer, train_set, val_encoded, names, work_dir, prep.targets, say) \
         if cfg.train.budget_minutes else None
@@ -297,28 +422,41 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
     result = train_model(cfg, model, tokenizer, train_set, validation_set, names, work_dir,
                          quiet=quiet, resume=resuming, label_targets=prep.targets, callbacks=callbacks,
                          select_metric=prep.select_metric, max_steps=plan.max_steps if plan else None,
-                         eval_steps=plan.eval_steps if plan else cfg.train.eval_steps, say=say)
+                         eval_steps=plan.eval_steps if plan else cfg.train.eval_steps, say=say,
+                         target_scale=prep.target_scale)
     if not main:
         return None
-    say(epoch_table(result.epochs))
+    say(epoch_table(result.epochs, task=prep.task))
     say(f"shipping the checkpoint of step {result.selected_step} (marked *: the best {prep.select_metric} on the "
         f"validation rows)" + (", stopped early" if result.stopped_early and plan is None else ""))
 
     artifact = info["artifact"]
+    if prep.task == "regression":  # the saved model outputs the number itself (regression.py)
+        from textlora.regression import bake_target_scale
+
+        bake_target_scale(model, prep.target_scale)
     save_artifacts(model, cfg, work_dir / artifact)
     tokenizer.save_pretrained(str(work_dir / "tokenizer"))
     write_json(work_dir / "labels.json", names)
     del model
     calibration = score_shipped_model(cfg, prep, work_dir, val_encoded, test_encoded, scores, quiet)
-    decision = choose_what_ships(cfg, prep, work_dir, scores, classical_models, say)
-    test_labels = splits.test["label"].to_numpy()
+    thresholds = {}  # task: multi_label: each row's per-label thresholds, chosen on the validation rows
+    if prep.task == "classification":
+        decision = choose_what_ships(cfg, prep, work_dir, scores, classical_models, say)
+    else:
+        settled = settle_task(cfg, prep, work_dir, scores, classical_models, say)
+        decision, comparisons = settled.decision, settled.comparisons
+        if prep.task == "multi_label":
+            thresholds = {"thresholds": settled.task_file(prep.task, names)["thresholds"]}
+    test_labels = prep.labels("test")
     save_test_probs(work_dir / PROBS_FILE, test_labels, scores.test_probs)
-    write_json(work_dir / EXAMPLES_FILE, short_examples(splits.test, names))
+    write_json(work_dir / EXAMPLES_FILE, short_examples(splits.test, names, task=prep.task))
 
     rows = scores.rows
-    # The bar (the best classical row on validation) is the ensemble's partner: ship.decide chose it.
-    bar = decision.ensemble.partner if decision.ensemble is not None else None
-    comparisons = compare_rows(test_labels, scores.test_probs, rows, decision.kind, bar, prep.objective, cfg.seed)
+    if prep.task == "classification":
+        # The bar (the best classical row on validation) is the ensemble's partner: ship.decide chose it.
+        bar = decision.ensemble.partner if decision.ensemble is not None else None
+        comparisons = compare_rows(test_labels, scores.test_probs, rows, decision.kind, bar, prep.objective, cfg.seed)
     baselines = {k: v for k, v in rows.items() if k not in ("finetuned", "ensemble")}
     record = RunRecord(
         name=cfg.name, method=cfg.method, objective=prep.objective, base_model=cfg.model.name, seed=cfg.seed,
@@ -326,7 +464,8 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         shipped={**decision.plan, "row": rows[decision.kind]},
         selection={"metric": prep.select_metric, "step": result.selected_step,
                    "validation_scores": decision.validation_scores,
-                   "stopped_early": result.stopped_early, "budget": asdict(plan) if plan else None},
+                   "stopped_early": result.stopped_early, "budget": asdict(plan) if plan else None,
+                   **thresholds},
         calibration=calibration, comparisons=comparisons, epochs=result.epochs, params=params.as_dict(),
         timing={
             "train_seconds": result.seconds,
@@ -341,6 +480,7 @@ def _run(cfg: Config, work_dir: Path, final_dir: Path, quiet: bool, say: Printer
         },
         artifact_bytes=folder_size(work_dir / artifact), truncation=info["truncation"],
         optimizer_groups=result.optimizer_groups, class_weights=result.class_weights, versions=package_versions(),
+        task=prep.task,
     )
     write_json(work_dir / "metrics.json", record.to_dict())
     (work_dir / "README.md").write_text(model_card(cfg, info, record))
@@ -379,9 +519,13 @@ def remove_scratch(work_dir: Path) -> None:
         best.unlink()
 
 
-def short_examples(test, label_names: list[str], words: tuple[int, int] = (6, 60)) -> list[dict[str, str]]:
+def short_examples(test, label_names: list[str], words: tuple[int, int] = (6, 60),
+                   task: str = "classification") -> list[dict[str, str]]:
     """One test text per class for the web page: the shortest with at least `words[0]` words
-    (a text of one or two words shows little), cut to `words[1]` words."""
+    (a text of one or two words shows little), cut to `words[1]` words. task: multi_label: one per label,
+    `label` naming the text's whole set; regression: the lowest, middle and highest target."""
+    if task != "classification":
+        return _task_examples(test, label_names, words, task)
     out = []
     for label, name in enumerate(label_names):
         texts = [t for t in test["text"][test["label"] == label] if len(t.split()) >= words[0]]
@@ -391,12 +535,30 @@ def short_examples(test, label_names: list[str], words: tuple[int, int] = (6, 60
     return out
 
 
+def _task_examples(test, label_names: list[str], words: tuple[int, int], task: str) -> list[dict[str, str]]:
+    long_enough = test[test["text"].map(lambda t: len(t.split()) >= words[0])]
+    cut = lambda text: " ".join(text.split()[: words[1]])  # noqa: E731
+    if task == "regression":
+        ordered = long_enough.sort_values("label", kind="stable")
+        picks = [ordered.iloc[i] for i in sorted({0, len(ordered) // 2, len(ordered) - 1})] if len(ordered) else []
+        return [{"label": f"{row['label']:g}", "text": cut(row["text"])} for row in picks]
+    out = []
+    for label in range(len(label_names)):
+        holding = long_enough[long_enough["label"].map(lambda ids: label in ids)]
+        if len(holding):
+            row = holding.loc[holding["text"].str.len().idxmin()]
+            out.append({"label": ", ".join(label_names[i] for i in row["label"]), "text": cut(row["text"])})
+    return out
+
+
 def save_test_probs(path: Path, labels, probs: dict[str, Any]) -> None:
-    """Every row's test probabilities beside the labels (safetensors: no pickle)."""
+    """Every row's test probabilities beside the labels (safetensors: no pickle). task: multi_label: (n, K)
+    multi-hot labels and sigmoid probabilities; regression: float targets and predicted numbers (n,)."""
     import numpy as np
     from safetensors.numpy import save_file
 
-    save_file({"labels": np.asarray(labels, dtype=np.int64),
+    labels = np.asarray(labels)
+    save_file({"labels": labels.astype(np.float64 if labels.dtype.kind == "f" else np.int64),
                **{k: np.ascontiguousarray(v, dtype=np.float64) for k, v in probs.items()}}, str(path))
 
 
@@ -499,7 +661,8 @@ def register_cli(subparsers) -> None:
     train.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/); omitted: the built-in defaults (demo)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a recipe key, e.g. --set lora.r=16 --set train.epochs=1 (repeatable)")
-    train.add_argument("--model", help="model: hub id, local folder, or packaged:minilm (sets model.name)")
+    train.add_argument("--model", help="model: hub id, local folder, a .gguf file, packaged:minilm or packaged:smollm2 "
+                                       "(sets model.name)")
     train.add_argument("--data", help="data: hub dataset id, local file or folder, or packaged:NAME (sets data.source)")
     train.add_argument("--name", help="run folder name (sets name)")
     train.add_argument("--output-dir", help="where run folders go (sets output_dir; default runs/)")

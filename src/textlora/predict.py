@@ -44,6 +44,31 @@ class Prediction:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LabelSetPrediction:
+    """task: multi_label: every label whose probability reaches its threshold (tuned on the validation
+    rows), and every label's probability."""
+
+    labels: list[str]
+    probabilities: dict[str, float]
+    thresholds: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValuePrediction:
+    """task: regression: the predicted number, and the data.label_bins range it falls in (the nearest
+    one between two ranges) when the run has bins."""
+
+    value: float
+    bin: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 # Precision lives in precision.py (inference never imports the training code); these names stay
 # importable from here for callers of the predict API. Imported on use: torch loads only when a
 # model does, so `textlora predict --help` stays fast.
@@ -74,9 +99,9 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
     when loaded), and a run trained with trust_remote_code loads only when
     the caller trusts that code too.
     """
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
-    from textlora.models import quiet_loading, resolve_model_source
+    from textlora.models import auto_model_class, load_pretrained, read_model_config, resolve_model_source
 
     trust = bool(run.config().get("model", {}).get("trust_remote_code", False))
     if trust and not trust_remote_code:
@@ -84,8 +109,7 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
             f"run {str(run.path)!r} was trained with trust_remote_code (its model ships code); "
             "pass --trust-remote-code if you trust that code"
         )
-    label_words = run.info.get("objective") == "seq2seq"
-    auto_class = AutoModelForSeq2SeqLM if label_words else AutoModelForSequenceClassification
+    auto_class = auto_model_class(run.info.get("objective"))
     weights = "model.safetensors" if run.info["artifact"] == "model" else "adapter_model.safetensors"
     if not any(run.artifact.glob(weights.replace(".", "*.", 1))):  # model.safetensors may be sharded
         raise TextloraError(
@@ -105,17 +129,16 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
         source = resolve_model_source(run.info["base_model"])  # e.g. packaged: on another machine
     try:
         config = AutoConfig.from_pretrained(str(run.artifact))
-        base_config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
     except (OSError, ValueError) as err:
         raise _load_failed(run.artifact, err) from None
+    base_config = read_model_config(source, trust)  # a folder, hub id or GGUF file
     recorded = run.info.get("base_signature")
     if recorded and base_signature(base_config) != recorded:
         raise TextloraError(
             f"base model {base_model or source!r} differs from the one this adapter was trained on "
             f"({run.info['base_model']!r}: {recorded}); pass that model with --model"
         )
-    with quiet_loading():
-        model = auto_class.from_pretrained(source, config=config, trust_remote_code=trust)
+    model = load_pretrained(auto_class, source, config=config, trust_remote_code=trust)
     try:
         model = PeftModel.from_pretrained(model, str(run.artifact))
     except Exception as err:
@@ -124,7 +147,9 @@ def load_run_model(run: RunDir, base_model: str | None = None, merge: bool = Tru
 
 
 def _as_classifier(run: RunDir, model):
-    if run.info.get("objective") != "seq2seq":
+    from textlora.models import LABEL_WORD_OBJECTIVES
+
+    if run.info.get("objective") not in LABEL_WORD_OBJECTIVES:
         return model
     from textlora.labelwords import LabelWordClassifier
 
@@ -159,11 +184,14 @@ class Predictor:
     `model` is the fine-tuned classifier (None when a classical row ships alone); its logits are
     divided by `temperature`; with a `classical` model the result is
     weight x fine-tuned + (1 - weight) x classical probabilities (weight 0: the classical row alone).
+    task: multi_label: sigmoid probabilities and per-label `thresholds`; task: regression: numbers
+    (the same blend), with `bins` naming their ranges.
     """
 
     def __init__(self, model, tokenizer, label_names: list[str], model_cfg: ModelConfig,
                  clean: bool = False, batch_size: int = 64, prompt=None, temperature: float = 1.0,
-                 classical=None, weight: float = 1.0):
+                 classical=None, weight: float = 1.0, task: str = "classification",
+                 thresholds: Sequence[float] | None = None, bins: dict[str, list] | None = None):
         self.model = model.eval() if model is not None else None
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
@@ -175,6 +203,9 @@ class Predictor:
         self.temperature = temperature
         self.classical = classical
         self.weight = weight if classical is not None else 1.0
+        self.task = task
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        self.bins = bins
 
     @classmethod
     def from_run(cls, path: str | Path, base_model: str | None = None, batch_size: int = 64,
@@ -219,7 +250,7 @@ class Predictor:
         if run.info.get("prompt"):
             from textlora.labelwords import Prompt
 
-            prompt = Prompt(template=run.info["prompt"]["template"], words=run.info["prompt"]["words"])
+            prompt = Prompt.from_dict(run.info["prompt"])
         ship = run.ship_plan
         if component == "finetuned":
             ship = {"kind": "finetuned"}
@@ -232,32 +263,60 @@ class Predictor:
             weight = float(ship["weight"]) if ship["kind"] == "ensemble" else 0.0
         if weight == 0.0:
             model = None  # a classical row ships alone: the transformer is not needed
+        task, thresholds = run.task, None
+        if task == "multi_label":  # the thresholds of what is predicted, tuned on the validation rows
+            chosen = run.task_file["thresholds"][ship["kind"]]
+            thresholds = [chosen[name] for name in run.label_names]
         return cls(model, tokenizer, run.label_names, model_cfg,
                    clean=bool(config.get("data", {}).get("clean_html")), batch_size=batch_size, prompt=prompt,
-                   temperature=temperature, classical=classical, weight=weight)
+                   temperature=temperature, classical=classical, weight=weight, task=task, thresholds=thresholds,
+                   bins=run.task_file.get("bins") if task == "regression" else None)
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         texts = [str(t) for t in texts]
         return [clean_html(t) for t in texts] if self.clean else texts
 
     def predict_probs(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        from textlora.evaluate import predict_probs
+        """Class probabilities (n, K); task: multi_label: each label's probability (n, K); task:
+        regression: the predicted numbers (n,)."""
+        from textlora.evaluate import predict_logits, predict_probs
         from textlora.ship import blend
 
         if len(texts) == 0:
-            return np.zeros((0, len(self.label_names)))
+            return np.zeros(0) if self.task == "regression" else np.zeros((0, len(self.label_names)))
         prepared = self.prepare(texts)
         probs = None
         if self.model is not None:
             encoded = encode(self.tokenizer, prepared, self.model_cfg, self.prompt)
-            probs = predict_probs(self.model, encoded, self.tokenizer, self.batch_size, progress, self.temperature)
+            if self.task == "classification":
+                probs = predict_probs(self.model, encoded, self.tokenizer, self.batch_size, progress, self.temperature)
+            else:
+                from textlora.tasks import outputs_of
+
+                probs = outputs_of(self.task, predict_logits(self.model, encoded, self.tokenizer, self.batch_size,
+                                                             progress))
         if self.classical is not None:
-            classical = self.classical.predict_proba(prepared)
+            classical = self.classical.predict_outputs(prepared)
             probs = classical if probs is None else blend(probs, classical, self.weight)
         return probs
 
     def predict(self, texts: Sequence[str], progress: bool = False) -> list[Prediction]:
+        """One Prediction per text (LabelSetPrediction for task: multi_label, ValuePrediction for regression)."""
         probs = self.predict_probs(texts, progress)
+        if self.task == "multi_label":
+            from textlora.multilabel import predict_sets
+
+            chosen = predict_sets(probs, self.thresholds)
+            limits = {name: float(t) for name, t in zip(self.label_names, self.thresholds)}
+            return [LabelSetPrediction(labels=[n for n, keep in zip(self.label_names, row_chosen) if keep],
+                                       probabilities={n: float(p) for n, p in zip(self.label_names, row)},
+                                       thresholds=limits)
+                    for row, row_chosen in zip(probs, chosen)]
+        if self.task == "regression":
+            from textlora.regression import value_bins
+
+            bins = value_bins(probs, self.bins) if self.bins else [None] * len(probs)
+            return [ValuePrediction(value=float(v), bin=b) for v, b in zip(probs, bins)]
         out = []
         for row in probs:
             best = int(row.argmax())
@@ -319,20 +378,40 @@ def cmd_predict(args) -> int:
     else:
         for text, p in zip(texts, predictions):
             shown = text if len(text) <= 100 else text[:97] + "..."
-            probs = " | ".join(f"{name}: {value:.4f}" for name, value in p.probabilities.items())
-            print(f"Text: {shown}\nPrediction: {p.label}\nConfidence: {p.confidence:.4f}\nProbabilities - {probs}\n")
+            print(f"Text: {shown}\n{_prediction_lines(p, predictor.label_names)}\n")
     return 0
+
+
+def _prediction_lines(p, label_names: list[str]) -> str:
+    if isinstance(p, LabelSetPrediction):
+        probs = " | ".join(f"{name}: {value:.4f} (threshold {p.thresholds[name]:.2f})"
+                           for name, value in p.probabilities.items())
+        return f"Labels: {', '.join(p.labels) if p.labels else '(none)'}\nProbabilities - {probs}"
+    if isinstance(p, ValuePrediction):
+        return f"Prediction: {p.value:.4f} ({label_names[0]})" + (f"\nBin: {p.bin}" if p.bin is not None else "")
+    probs = " | ".join(f"{name}: {value:.4f}" for name, value in p.probabilities.items())
+    return f"Prediction: {p.label}\nConfidence: {p.confidence:.4f}\nProbabilities - {probs}"
 
 
 def _write_predictions(path: Path, texts, predictions, label_names) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({
-        "text": texts,
-        "label": [p.label for p in predictions],
-        "confidence": [p.confidence for p in predictions],
-        **{f"prob_{name}": [p.probabilities[name] for p in predictions] for name in label_names},
-    })
+    if predictions and isinstance(predictions[0], ValuePrediction):  # task: regression
+        frame = pd.DataFrame({"text": texts, label_names[0]: [p.value for p in predictions],
+                              **({"bin": [p.bin for p in predictions]} if predictions[0].bin is not None else {})})
+    elif predictions and isinstance(predictions[0], LabelSetPrediction):  # task: multi_label
+        frame = pd.DataFrame({
+            "text": texts,
+            "labels": ["|".join(p.labels) for p in predictions],
+            **{f"prob_{name}": [p.probabilities[name] for p in predictions] for name in label_names},
+        })
+    else:
+        frame = pd.DataFrame({
+            "text": texts,
+            "label": [p.label for p in predictions],
+            "confidence": [p.confidence for p in predictions],
+            **{f"prob_{name}": [p.probabilities[name] for p in predictions] for name in label_names},
+        })
     temporary = path.with_name(f".{path.name}.partial")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":

@@ -11,7 +11,9 @@
       adapter/        peft save_pretrained (safetensors, head included)  [adapter methods]
       model/          transformers save_pretrained (safetensors)         [full, head]
       tokenizer/      the tokenizer
-      labels.json     class names in label-id order
+      labels.json     class names in label-id order (task: regression: the target column's name)
+      task.json       task: multi_label: each row's per-label thresholds (tuned on validation);
+                      task: regression: the target's name, scale and bins  [those tasks only]
       README.md       model card with the comparison table
 
 A run is written into a hidden folder beside its final place
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textlora.config import LABEL_WORD_OBJECTIVES
 from textlora.errors import TextloraError
 
 RUN_MARKER = "run.json"
@@ -44,6 +47,8 @@ PROBS_FILE = "test_probs.safetensors"
 (compare, report, benchmarks) is a paired test on the same rows without scoring them again."""
 CALIBRATION_FILE = "calibration.json"
 CLASSICAL_DIR = "classical"
+TASK_FILE = "task.json"
+"""task: multi_label / regression: what prediction needs beyond the model (tasks.Settled.task_file)."""
 
 # Display names of every row a run can hold: the one home for them.
 ROW_NAMES = {
@@ -55,11 +60,19 @@ ROW_NAMES = {
     "ensemble": "Ensemble",
 }
 CLASSICAL_ROWS = ("tfidf", "nbsvm")
+TASK_ROW_NAMES = {
+    "multi_label": {"tfidf": "TF-IDF + OvR LR"},
+    "regression": {"tfidf": "TF-IDF + ridge", "pre_adaptation": "Training mean"},
+}
+"""Rows whose model differs with the task: one-vs-rest regressions, ridge, and the constant prediction
+that stands for 'before adaptation' in a regression (an untrained head predicts noise around 0)."""
 
 
-def row_name(key: str, objective: str | None = None) -> str:
+def row_name(key: str, objective: str | None = None, task: str = "classification") -> str:
     """The display name of a row key (the pre-adaptation row of a label-word model is its zero-shot row)."""
-    if key == "pre_adaptation" and objective == "seq2seq":
+    if key in TASK_ROW_NAMES.get(task, {}):
+        return TASK_ROW_NAMES[task][key]
+    if key == "pre_adaptation" and objective in LABEL_WORD_OBJECTIVES:
         key = "zero_shot"
     return ROW_NAMES.get(key, key)
 
@@ -100,6 +113,10 @@ class RunRecord:
     optimizer_groups: list[dict[str, Any]] = field(default_factory=list)
     class_weights: list[float] | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    task: str = "classification"
+    """classification | multi_label | regression: which metrics the rows hold (multi_label: micro / macro /
+    samples F1, subset accuracy, Hamming loss, per_label; regression: MAE, RMSE, R², Spearman, Pearson)
+    and what the comparisons are (stats.Comparison, or taskstats.TaskComparison for the other two)."""
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunRecord":
@@ -119,7 +136,7 @@ class RunRecord:
 
     def rows(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(key, display name, test row) of every row: classical and pre-adaptation, fine-tuned, ensemble."""
-        out = [(key, row_name(key, self.objective), row) for key, row in self.baselines.items()]
+        out = [(key, row_name(key, self.objective, self.task), row) for key, row in self.baselines.items()]
         if self.final:
             out.append(("finetuned", f"{ROW_NAMES['finetuned']} ({self.method})", self.final))
         if self.ensemble:
@@ -155,6 +172,15 @@ class RunDir:
     @property
     def label_names(self) -> list[str]:
         return list(self.info["label_names"])
+
+    @property
+    def task(self) -> str:
+        return self.info.get("task", "classification")
+
+    @property
+    def task_file(self) -> dict[str, Any]:
+        """task.json (multi_label thresholds; regression target, scale and bins); {} for classification."""
+        return self.json_file(TASK_FILE) or {}
 
     @property
     def artifact(self) -> Path:

@@ -8,7 +8,7 @@ probabilities, and the pipeline applies the choices to the test rows afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,8 +36,14 @@ def score(metric: str, labels: np.ndarray, probs: np.ndarray, label_names: list[
     return classification_metrics(np.asarray(labels), np.asarray(probs), label_names).get(metric)
 
 
+Scorer = Callable[[str, np.ndarray, np.ndarray], "float | None"]
+"""(metric, validation labels, outputs) -> score: how a task other than classification scores candidates
+(tasks.validation_scorer); None means classification's `score` with the label names."""
+
+
 def blend(finetuned: np.ndarray, classical: np.ndarray, weight: float) -> np.ndarray:
-    """weight × fine-tuned + (1 − weight) × classical: rows still sum to 1."""
+    """weight × fine-tuned + (1 − weight) × classical: rows still sum to 1 (predicted numbers of a
+    regression blend the same way)."""
     return weight * np.asarray(finetuned) + (1.0 - weight) * np.asarray(classical)
 
 
@@ -51,14 +57,16 @@ class EnsembleChoice:
 
 
 def choose_ensemble(metric: str, labels: np.ndarray, finetuned: np.ndarray, classical: dict[str, np.ndarray],
-                    label_names: list[str]) -> EnsembleChoice | None:
+                    label_names: list[str], scorer: Scorer | None = None) -> EnsembleChoice | None:
     """The best classical row on validation and the weight that scores best with it on validation."""
     if not classical:
         return None
-    partner = max_by(metric, {k: score(metric, labels, p, label_names) for k, p in classical.items()})
+    if scorer is None:
+        scorer = lambda m, y, p: score(m, y, p, label_names)  # noqa: E731
+    partner = max_by(metric, {k: scorer(metric, labels, p) for k, p in classical.items()})
     best_weight, best_score = None, None
     for weight in ENSEMBLE_WEIGHTS:
-        value = score(metric, labels, blend(finetuned, classical[partner], weight), label_names)
+        value = scorer(metric, labels, blend(finetuned, classical[partner], weight))
         # >= on the way up: ties go to the larger fine-tuned weight, the model the user trained.
         if best_weight is None or better(value, best_score, metric) or value == best_score:
             best_weight, best_score = weight, value
@@ -112,16 +120,18 @@ class ShipDecision:
 
 def decide(setting: str, metric: str, label_names: list[str], val_labels: np.ndarray,
            val_probs: dict[str, np.ndarray], test_probs: dict[str, np.ndarray],
-           classical: tuple[str, ...]) -> ShipDecision:
+           classical: tuple[str, ...], scorer: Scorer | None = None) -> ShipDecision:
     """The ensemble (weight and partner) and what ships, from validation probabilities only; adds the
-    ensemble's validation and test probabilities to the two dicts."""
+    ensemble's validation and test probabilities to the two dicts. `scorer`: see Scorer."""
+    if scorer is None:
+        scorer = lambda m, y, p: score(m, y, p, label_names)  # noqa: E731
     classical_val = {k: val_probs[k] for k in classical if k in val_probs}
-    ensemble = choose_ensemble(metric, val_labels, val_probs["finetuned"], classical_val, label_names)
+    ensemble = choose_ensemble(metric, val_labels, val_probs["finetuned"], classical_val, label_names, scorer)
     if ensemble is not None:
         for probs in (val_probs, test_probs):
             probs["ensemble"] = blend(probs["finetuned"], probs[ensemble.partner], ensemble.weight)
     candidates = ["finetuned", *(["ensemble"] if ensemble else []), *classical_val]
-    scores = {k: score(metric, val_labels, val_probs[k], label_names) for k in candidates}
+    scores = {k: scorer(metric, val_labels, val_probs[k]) for k in candidates}
     kind, reason = choose_ship(setting, metric, scores)
     return ShipDecision(ensemble=ensemble, validation_scores=scores, kind=kind, reason=reason,
                         plan=plan_dict(kind, reason, metric, ensemble))

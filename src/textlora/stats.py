@@ -175,14 +175,18 @@ def _paired(
     interval = _percentile_interval(diffs, confidence)
     if interval is None:
         return full_a - full_b, None, None, None
+    return full_a - full_b, interval[0], interval[1], bootstrap_p(diffs)
+
+
+def bootstrap_p(diffs: Sequence[float]) -> float:
+    """Two-sided bootstrap p of paired differences (A - B on each resample) against no difference."""
     d = np.asarray(diffs)
     # Two-sided bootstrap p: twice the smaller tail share at 0. The +1s count
     # the observed sample among the resamples, so p is never reported as 0
     # (its floor is 2 / (R + 1)): R resamples cannot resolve smaller values.
     below = (np.sum(d <= 0) + 1) / (len(d) + 1)
     above = (np.sum(d >= 0) + 1) / (len(d) + 1)
-    p = float(min(1.0, 2 * min(below, above)))
-    return full_a - full_b, interval[0], interval[1], p
+    return float(min(1.0, 2 * min(below, above)))
 
 
 def paired_bootstrap(

@@ -29,7 +29,7 @@ from textlora.callbacks import BestCheckpoint, BudgetProgress, EpochEndCheckpoin
 from textlora.config import ADAPTER_METHODS, Config
 from textlora.errors import TextloraError
 from textlora.evaluate import pool_windows
-from textlora.losses import WeightedLoss, class_weight_vector
+from textlora.losses import WeightedLoss, class_weight_vector, task_loss
 from textlora.metrics import classification_metrics, softmax
 from textlora.precision import hold_frozen_weights_in_bf16, resolve_precision
 
@@ -170,6 +170,24 @@ class TextloraTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.label_targets = label_targets
         self._scorer = None
+        from textlora.labelwords import is_causal_lm
+
+        if label_targets is not None and is_causal_lm(self.model):
+            # A decoder's label batches hold the answers alone (compute_loss puts them after their
+            # prompts): each of their tokens is predicted. transformers >= 5.x counts a causal LM's
+            # labels from the second on (the first of a sequence is never predicted), which would
+            # scale the loss by too few tokens (by 0 with one-token answers).
+            self._loss_shifts_labels = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """A decoder-only label-word LM reads each row's gold answer after its prompt (labelwords.
+        append_answers); a class-weighted loss (losses.WeightedLoss), which does not shift labels as
+        transformers' causal LM loss does, gets them aligned with the logits that predict them."""
+        from textlora.labelwords import append_answers, is_causal_lm
+
+        if self.label_targets is not None and is_causal_lm(self.model):
+            inputs = append_answers(inputs, shift=self.compute_loss_func is not None)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Label-word models: every class's score as the logits, the class ids as the labels."""
@@ -199,8 +217,10 @@ class ValidationMetrics:
     with truncation: chunks, whose rows are windows); the confusion matrix and per-class report,
     which the Trainer cannot log, go to the EvaluationRecorder."""
 
-    def __init__(self, label_names: list[str], recorder: EvaluationRecorder, windows_of: np.ndarray | None):
+    def __init__(self, label_names: list[str], recorder: EvaluationRecorder, windows_of: np.ndarray | None,
+                 task: str = "classification", target_scale=None):
         self.label_names, self.recorder, self.windows_of = label_names, recorder, windows_of
+        self.task, self.target_scale = task, target_scale
 
     def __call__(self, prediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
@@ -208,6 +228,12 @@ class ValidationMetrics:
         if self.windows_of is not None:
             logits = pool_windows(logits, self.windows_of)
             labels = labels[np.unique(self.windows_of, return_index=True)[1]]  # a text's first window's label
+        if self.task != "classification":  # multi_label / regression: tasks.py scores them
+            from textlora.tasks import evaluation_metrics
+
+            scalars, extra = evaluation_metrics(self.task, logits, labels, self.label_names, self.target_scale)
+            self.recorder.pending.update(extra)
+            return scalars
         result = classification_metrics(labels, softmax(logits), self.label_names)
         self.recorder.pending.update(confusion_matrix=result["confusion_matrix"], per_class=result["per_class"])
         scalars = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in ("n", "loss")}
@@ -313,7 +339,7 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
                 work_dir: Path, quiet: bool = False, resume: bool = False,
                 label_targets: list[list[int]] | None = None, callbacks: tuple = (),
                 select_metric: str = "accuracy", max_steps: int | None = None, eval_steps: int | None = None,
-                say=print) -> TrainResult:
+                say=print, target_scale=None) -> TrainResult:
     """Train `model` in place, checkpointing into work_dir/checkpoints; afterwards the model holds
     the weights of its best evaluation on the validation rows by `select_metric` (never the test rows).
 
@@ -324,7 +350,9 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     `max_steps` replaces cfg.train.epochs (a budget); `eval_steps` evaluates every N steps
     instead of every epoch. With `label_targets` (objective label_words), `model` is a seq2seq LM
     trained on the LM loss of each row's target ids (its `labels`), and each evaluation scores every
-    class's targets (labelwords.py). `callbacks`: extra TrainerCallbacks.
+    class's targets (labelwords.py). `callbacks`: extra TrainerCallbacks. task: multi_label trains on
+    multi-hot rows with BCE, task: regression on the target standardised by `target_scale`
+    (regression.TargetScale; evaluations report the target's own units), both with losses.task_loss.
     """
     precision = resolve_precision(cfg.train.precision)
     if precision == "bf16" and cfg.method in ADAPTER_METHODS:
@@ -339,6 +367,11 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
     args = training_arguments(cfg, work_dir, precision, quiet, max_steps, eval_steps)
     collator, train_classes = collator_and_classes(tokenizer, train_set, label_targets)
     weights = class_weight_vector(cfg, train_classes, len(label_names))
+    loss = WeightedLoss(weights, label_targets) if weights is not None else task_loss(cfg, train_classes)
+    if cfg.task == "regression" and target_scale is None:  # the budget probe: any scale will do
+        from textlora.regression import TargetScale
+
+        target_scale = TargetScale(mean=0.0, std=1.0)
     extra = [recorder, best, *_tracking_callbacks(cfg, Path(work_dir))]
     if max_steps is not None and cfg.train.budget_minutes and not quiet:
         extra.append(BudgetProgress(cfg.train.budget_minutes * 60, say))
@@ -351,8 +384,8 @@ def train_model(cfg: Config, model, tokenizer, train_set, validation_set, label_
         data_collator=collator,
         train_dataset=train_set,
         eval_dataset=validation_set,
-        compute_metrics=ValidationMetrics(label_names, recorder, windows_of),
-        compute_loss_func=None if weights is None else WeightedLoss(weights, label_targets),
+        compute_metrics=ValidationMetrics(label_names, recorder, windows_of, cfg.task, target_scale),
+        compute_loss_func=loss,
         optimizers=(loraplus_optimizer(cfg, model) if cfg.method == "loraplus" else None, None),
         callbacks=[*extra, *callbacks],
     )
