@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Union
 
-from textlora.config import INTERVAL_METRICS
+from textlora.config import INTERVAL_METRICS, TASK_INTERVAL_METRICS
 from textlora.errors import TextloraError
 
 if TYPE_CHECKING:
@@ -149,6 +149,11 @@ class Run:
         return self._dir.label_names
 
     @property
+    def task(self) -> str:
+        """classification, multi_label or regression: what its rows measure and what predict returns."""
+        return self._dir.task
+
+    @property
     def verdicts(self) -> list[str]:
         """One sentence per paired comparison (fine-tuned, and what ships, against each baseline)."""
         return self.record.verdicts()
@@ -157,17 +162,22 @@ class Run:
     def comparison(self) -> "pd.DataFrame":
         """One row per model row on the test split (TF-IDF, NBSVM, pre-adaptation, fine-tuned,
         ensemble): accuracy, macro F1 and ROC-AUC with their 95 % interval bounds (`*_low`,
-        `*_high`), ECE, the number of test rows, and which row ships."""
+        `*_high`), ECE, the number of test rows, and which row ships. task: multi_label / regression:
+        the task's interval metrics (micro / macro / samples F1, subset accuracy, Hamming loss; MAE,
+        RMSE, R², Spearman) with their bounds, and no ECE."""
         import pandas as pd
 
-        shipped = self.record.shipped_kind
+        record = self.record
+        shipped = record.shipped_kind
+        classification = record.task == "classification"
         rows = []
-        for key, name, row in self.record.rows():
+        for key, name, row in record.rows():
             cells: dict[str, Any] = {"row": name, "key": key, "n": row.get("n")}
-            for metric in INTERVAL_METRICS:
-                interval = (row.get("intervals") or {}).get(metric) or (None, None)
-                cells.update({metric: row.get(metric), f"{metric}_low": interval[0], f"{metric}_high": interval[1]})
-            cells.update(ece=row.get("ece"), shipped=key == shipped)
+            metrics = INTERVAL_METRICS if classification else TASK_INTERVAL_METRICS[record.task]
+            cells.update(_with_intervals(row, metrics))
+            if classification:
+                cells["ece"] = row.get("ece")
+            cells["shipped"] = key == shipped
             rows.append(cells)
         return pd.DataFrame(rows).set_index("row")
 
@@ -181,7 +191,9 @@ class Run:
         return self._predictor
 
     def predict(self, texts: str | Sequence[str], progress: bool = False) -> list["Prediction"]:
-        """Label, confidence and every class probability for each text (a single string is one text)."""
+        """Label, confidence and every class probability for each text (a single string is one text);
+        task: multi_label: a LabelSetPrediction (labels, probabilities, thresholds); regression: a
+        ValuePrediction (value, bin)."""
         if isinstance(texts, str):
             texts = [texts]
         return self.predictor().predict(list(texts), progress=progress)
@@ -189,15 +201,31 @@ class Run:
     def __repr__(self) -> str:
         record = self.record
         row = record.shipped_row
-        interval = (row.get("intervals") or {}).get("accuracy")
-        accuracy = "-" if row.get("accuracy") is None else f"{row['accuracy']:.4f}"
+        metric, words, labels = "accuracy", "accuracy", f"labels {record.label_names}"
+        if record.task != "classification":  # the metric its verdicts are about: micro F1, MAE
+            from textlora.tables import metric_name
+            from textlora.taskstats import HEADLINE
+
+            metric = HEADLINE[record.task]
+            words, labels = metric_name(metric), f"task {record.task}, {labels}"
+        interval = (row.get("intervals") or {}).get(metric)
+        value = "-" if row.get(metric) is None else f"{row[metric]:.4f}"
         if interval:
-            accuracy += f" [{interval[0]:.4f}, {interval[1]:.4f}]"
-        return (f"Run({str(self.path)!r}: {record.method} on {record.base_model}, labels {record.label_names}; "
-                f"ships {record.shipped_kind}, test accuracy {accuracy} on {row.get('n', '?')} rows)")
+            value += f" [{interval[0]:.4f}, {interval[1]:.4f}]"
+        return (f"Run({str(self.path)!r}: {record.method} on {record.base_model}, {labels}; "
+                f"ships {record.shipped_kind}, test {words} {value} on {row.get('n', '?')} rows)")
 
     def __fspath__(self) -> str:
         return str(self.path)
+
+
+def _with_intervals(row: dict[str, Any], metrics: Sequence[str]) -> dict[str, Any]:
+    """Each metric of a test row and its 95 % interval bounds (`*_low`, `*_high`; None where there is none)."""
+    cells: dict[str, Any] = {}
+    for metric in metrics:
+        interval = (row.get("intervals") or {}).get(metric) or (None, None)
+        cells.update({metric: row.get(metric), f"{metric}_low": interval[0], f"{metric}_high": interval[1]})
+    return cells
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
@@ -233,7 +261,9 @@ def compare(runs: Iterable[Run | str | os.PathLike[str]]) -> "pd.DataFrame":
     """Finished runs side by side, one row per run (indexed by folder name, as `textlora compare`):
     method, base model, what ships, the fine-tuned model's test accuracy with its 95 % interval
     (`accuracy_low`, `accuracy_high`) and macro F1, the shipped row's accuracy, test rows,
-    trainable parameters and training seconds."""
+    trainable parameters and training seconds. Runs of task: multi_label / regression add a `task`
+    column and show their task's interval metrics with bounds (micro F1 ... ; MAE ...) and the shipped
+    row's headline metric (`shipped_f1_micro`, `shipped_mae`) instead."""
     import pandas as pd
 
     from textlora.compare import load_runs
@@ -242,17 +272,30 @@ def compare(runs: Iterable[Run | str | os.PathLike[str]]) -> "pd.DataFrame":
     if not paths:
         raise TextloraError("compare needs at least one run (a Run or a run folder path)")
     rows = []
-    for compared in load_runs(paths):
+    loaded = load_runs(paths)
+    mixed = any(compared.record.task != "classification" for compared in loaded)
+    for compared in loaded:
         record = compared.record
         final, shipped = record.final, record.shipped_row
-        interval = (final.get("intervals") or {}).get("accuracy") or (None, None)
-        rows.append({
-            "run": compared.label, "method": compared.method or record.method, "base_model": record.base_model,
-            "shipped": record.shipped_kind, "accuracy": final.get("accuracy"), "accuracy_low": interval[0],
-            "accuracy_high": interval[1], "f1_macro": final.get("f1_macro"),
-            "shipped_accuracy": shipped.get("accuracy"), "n": final.get("n"),
-            "trainable": record.params.get("trainable"), "train_seconds": record.timing.get("train_seconds"),
-        })
+        cells: dict[str, Any] = {"run": compared.label, "method": compared.method or record.method,
+                                 "base_model": record.base_model}
+        if mixed:
+            cells["task"] = record.task
+        cells["shipped"] = record.shipped_kind
+        if record.task == "classification":
+            interval = (final.get("intervals") or {}).get("accuracy") or (None, None)
+            cells.update({"accuracy": final.get("accuracy"), "accuracy_low": interval[0],
+                          "accuracy_high": interval[1], "f1_macro": final.get("f1_macro"),
+                          "shipped_accuracy": shipped.get("accuracy")})
+        else:
+            from textlora.taskstats import HEADLINE
+
+            headline = HEADLINE[record.task]
+            cells.update(_with_intervals(final, TASK_INTERVAL_METRICS[record.task]))
+            cells[f"shipped_{headline}"] = shipped.get(headline)
+        cells.update({"n": final.get("n"), "trainable": record.params.get("trainable"),
+                      "train_seconds": record.timing.get("train_seconds")})
+        rows.append(cells)
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -286,11 +329,12 @@ def _grid_spec(key: str, values: Sequence[Any]) -> str:
 
 
 def sweep(recipe: RecipeLike, grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any] | None = None,
-          out: str | os.PathLike[str] | None = None, metric: str = "accuracy", overwrite: bool = False,
+          out: str | os.PathLike[str] | None = None, metric: str | None = None, overwrite: bool = False,
           quiet: bool = False) -> Path:
     """Train every combination of `grid` ({"lora.r": [4, 8, 16]}) and write the sweep summary
-    (what `textlora sweep` does); returns the sweep folder. Points that fail are marked in the
-    summary and reported as a warning; re-running retries only those."""
+    (what `textlora sweep` does); returns the sweep folder. `metric`: the validation metric the
+    points are sorted by (default accuracy; f1_micro for task: multi_label, mae for regression).
+    Points that fail are marked in the summary and reported as a warning; re-running retries only those."""
     from textlora.sweep import failure_error, sweep as run_sweep
 
     if not isinstance(grid, Mapping) or not grid:

@@ -79,7 +79,8 @@ def task_sections(record: RunRecord, markdown: bool = True) -> list[str]:
                 "on ties).", "",
                 render(*per_label_table(row), markdown=markdown), ""]
     if record.task == "regression" and row.get("bins"):
-        return ["## Bins (test rows, fine-tuned)", "", bins_line(row), "", render(*bins_table(row), markdown=markdown), ""]
+        return ["## Bins (test rows, fine-tuned)", "", bins_line(row), "",
+                render(*bins_table(row), markdown=markdown), ""]
     return []
 
 

@@ -11,6 +11,12 @@ trained on the same rows (same data fingerprint) with the same numbers are
 one row; otherwise each is labelled with the runs it belongs to. A run's
 ensemble (fine-tuned averaged with a classical row) follows the run, and
 under the table each run's paired verdicts say whether it beat its baselines.
+
+Runs of task: multi_label and task: regression get a table of their own per
+task (their rows hold other metrics): each of the task's interval metrics
+(config.TASK_INTERVAL_METRICS: micro / macro / samples F1, subset accuracy,
+Hamming loss; MAE, RMSE, R², Spearman) with its 95 % interval, and their
+verdicts (taskstats.TaskComparison: micro F1, MAE).
 """
 
 from __future__ import annotations
@@ -55,8 +61,10 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("artifact MiB", lambda r: fixed(r["artifact_mb"], 2)),
 ]
 
+CLASSIFICATION_QUALITY = ("test accuracy [95 % CI]", "test F1", "test ROC AUC")
+"""The columns of COLUMNS that only a classification row has (other tasks show theirs in their place)."""
 QUALITY = ("loss", "accuracy", "f1", "f1_macro", "roc_auc")
-"""The numbers two baseline rows must share to be shown as one."""
+"""The numbers two baseline rows must share to be shown as one (other tasks: loss and their interval metrics)."""
 NO_COST = {"trainable": None, "total": None, "trainable_ratio": None, "epoch_seconds": None,
            "samples_per_second": None, "peak_memory_mb": None, "artifact_mb": None}
 """The cost cells of a row that trains nothing of its own (a baseline, an ensemble's averaging)."""
@@ -67,8 +75,34 @@ def _mean(values: Sequence[Any]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
+def _task_metrics(task: str) -> tuple[str, ...]:
+    from textlora.config import TASK_INTERVAL_METRICS
+
+    return TASK_INTERVAL_METRICS[task]
+
+
+def columns(task: str = "classification") -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
+    """The table's columns for runs of `task`: COLUMNS, with the task's interval metrics (each with its
+    95 % interval) in place of accuracy / F1 / ROC-AUC for multi_label and regression."""
+    if task == "classification":
+        return COLUMNS
+    from textlora.tables import metric_name
+
+    metrics = [(f"test {metric_name(m)} [95 % CI]", lambda r, m=m: interval_text(r, m)) for m in _task_metrics(task)]
+    out: list[tuple[str, Callable[[dict[str, Any]], Any]]] = []
+    for header, cell in COLUMNS:
+        if header == CLASSIFICATION_QUALITY[0]:
+            out += metrics
+        elif header not in CLASSIFICATION_QUALITY:
+            out.append((header, cell))
+    return out
+
+
 def _quality(record: RunRecord, row: dict[str, Any]) -> dict[str, Any]:
     """A test row's cells: raw numbers and intervals (JSON keeps them; the table formats them)."""
+    if record.task != "classification":
+        return {"task": record.task, "n": row.get("n"), **{m: row.get(m) for m in _task_metrics(record.task)},
+                "intervals": row.get("intervals")}
     return {"n": row.get("n"), "accuracy": row.get("accuracy"), "f1": record.headline_f1(row),
             "roc_auc": row.get("roc_auc"), "intervals": row.get("intervals")}
 
@@ -103,7 +137,8 @@ def ensemble_record(run: ComparedRun) -> dict[str, Any] | None:
     partner = row.get("partner")
     return {
         "kind": "ensemble", "run": f"{ROW_NAMES['ensemble']} ({run.label})",
-        "method": f"{run.method or record.method} + {row_name(partner)}" if partner else ROW_NAMES["ensemble"],
+        "method": (f"{run.method or record.method} + {row_name(partner, task=record.task)}" if partner
+                   else ROW_NAMES["ensemble"]),
         "base_model": record.base_model, **NO_COST, **_quality(record, row),
         "partner": partner, "weight": row.get("weight"), "fingerprint": record.data.get("fingerprint"),
         "runs": [run.label],
@@ -119,13 +154,14 @@ def baseline_records(runs: Sequence[ComparedRun]) -> list[dict[str, Any]]:
         for key, row in record.baselines.items():
             # The pre-adaptation row is the base model before training: a different base is a different row.
             base = record.base_model if key == "pre_adaptation" else None
-            identity = (key, base, fingerprint, tuple(row.get(k) for k in QUALITY)) if fingerprint else (key, id(row))
+            quality = QUALITY if record.task == "classification" else ("loss", *_task_metrics(record.task))
+            identity = (key, base, fingerprint, tuple(row.get(k) for k in quality)) if fingerprint else (key, id(row))
             group = groups.setdefault(identity, {"key": key, "row": row, "record": record, "runs": []})
             group["runs"].append(run.label)
     records = []
     for group in groups.values():
         key, row, record = group["key"], group["row"], group["record"]
-        name = row_name(key, record.objective)
+        name = row_name(key, record.objective, record.task)
         if len(group["runs"]) < len(runs):  # not every run's: say whose
             name = f"{name} ({', '.join(group['runs'])})"
         records.append({
@@ -147,10 +183,22 @@ def comparison_records(runs: Sequence[ComparedRun], baselines: bool = True) -> l
     return records
 
 
+def by_task(runs: Sequence[ComparedRun]) -> list[tuple[str, list[ComparedRun]]]:
+    """Runs grouped by task (one table each: their rows hold different metrics), in order of appearance."""
+    groups: dict[str, list[ComparedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.record.task, []).append(run)
+    return list(groups.items())
+
+
 def comparison_table(runs: Sequence[ComparedRun], baselines: bool = True) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows for tables.render (report.py's per-dataset tables too)."""
+    """Headers and rows for tables.render (report.py's per-dataset tables too), of runs of one task (by_task)."""
+    tasks = {run.record.task for run in runs}
+    if len(tasks) > 1:
+        raise ValueError(f"runs of several tasks ({', '.join(sorted(tasks))}) in one table; split them with by_task")
+    shown = columns(tasks.pop() if tasks else "classification")
     records = comparison_records(runs, baselines)
-    return [header for header, _ in COLUMNS], [[cell(r) for _, cell in COLUMNS] for r in records]
+    return [header for header, _ in shown], [[cell(r) for _, cell in shown] for r in records]
 
 
 def verdict_sections(runs: Sequence[ComparedRun]) -> list[tuple[str, list[str]]]:
@@ -192,6 +240,15 @@ def compare_runs(paths: Sequence[str | Path], baselines: bool = True) -> tuple[l
 
 NOTE = ("F1: positive-class F1 for two classes, macro F1 for more. Every number is on each run's test rows; "
         "[95 % CI]: paired bootstrap over those rows.")
+TASK_NOTES = {
+    "classification": NOTE,
+    "multi_label": ("Every number is on each run's test rows, from the label sets each row decides with its per-label "
+                    "thresholds (tuned on the validation rows); [95 % CI]: paired bootstrap over those rows. Verdicts: "
+                    "micro F1, with McNemar's test on the rows whose whole label set is right beside it."),
+    "regression": ("Every number is on each run's test rows; MAE and RMSE are in the target's units, lower is better; "
+                   "[95 % CI]: paired bootstrap over those rows. Verdicts: MAE, with a Wilcoxon signed-rank test on "
+                   "the rows' absolute errors beside it."),
+}
 
 
 def render_comparison(runs: Sequence[ComparedRun], fmt: str = "text") -> str:
@@ -201,11 +258,17 @@ def render_comparison(runs: Sequence[ComparedRun], fmt: str = "text") -> str:
         raise TextloraError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if fmt == "json":
         return json.dumps(comparison_records(runs), indent=2)
-    headers, rows = comparison_table(runs)
     markdown = fmt == "markdown"
-    lines = [render(headers, rows, markdown=markdown), "", NOTE]
-    for heading, verdicts in verdict_sections(runs):
-        lines += ["", heading] + (["", *(f"- {v}" for v in verdicts)] if markdown else [f"  {v}" for v in verdicts])
+    groups = by_task(runs)
+    lines: list[str] = []
+    for i, (task, group) in enumerate(groups):
+        if len(groups) > 1:  # runs of several tasks: a titled table each
+            title = f"task: {task} ({len(group)} run{'s' if len(group) > 1 else ''})"
+            lines += ([""] if i else []) + ([f"## {title}", ""] if markdown else [title, ""])
+        headers, rows = comparison_table(group)
+        lines += [render(headers, rows, markdown=markdown), "", TASK_NOTES[task]]
+        for heading, verdicts in verdict_sections(group):
+            lines += ["", heading] + (["", *(f"- {v}" for v in verdicts)] if markdown else [f"  {v}" for v in verdicts])
     return "\n".join(lines)
 
 
@@ -234,7 +297,9 @@ def register_cli(subparsers) -> None:
         help="finished runs side by side: method, parameters, test metrics with intervals, time, memory, size, "
         "baselines, verdicts",
         description="One table of finished runs, every cell from their metrics.json: method, trainable "
-        "parameters, test accuracy [95 % CI] / F1 / ROC-AUC, seconds per epoch, samples/s, peak memory, artifact "
+        "parameters, test accuracy [95 % CI] / F1 / ROC-AUC (multi-label runs: micro / macro / samples F1, subset "
+        "accuracy, Hamming loss; regression runs: MAE, RMSE, R², Spearman; each with its interval and a table of "
+        "its own), seconds per epoch, samples/s, peak memory, artifact "
         "size, with each run's TF-IDF, NBSVM and pre-adaptation baselines as rows (one row where runs share them) "
         "and its ensemble after it; then what each run ships and its paired verdicts against the baselines.",
         epilog="example: textlora compare runs/imdb-lora runs/imdb-full --format markdown --out comparison.md",

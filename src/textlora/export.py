@@ -17,6 +17,12 @@ model card as README.md (card.py: YAML metadata the hub reads), ready for
 --onnx: the merged classifier as ONNX (fp32 or int8) behind a parity gate;
 onnxexport.py does it.
 
+task: multi_label and task: regression: the run's task.json travels with both
+(the per-label thresholds tuned on the validation rows; the target's name, scale
+and bins), and a merged export gets the model card as README.md, which says how
+to apply them (sigmoid, then each label's threshold; a regression's one output
+is the number itself, no activation).
+
 All are written to a hidden sibling of OUT and renamed into place at the
 end, so a failure leaves nothing half-written.
 """
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Iterator
 
 from textlora.errors import TextloraError
-from textlora.runs import CALIBRATION_FILE
+from textlora.runs import CALIBRATION_FILE, TASK_FILE
 
 KINDS = ("merged", "adapter")
 
@@ -89,11 +95,11 @@ def _save_merged(run, out: Path, base_model: str | None) -> None:
     model.save_pretrained(str(out), safe_serialization=True)
 
 
-def _adapter_card(run) -> str:
+def _adapter_card(run, where: str = "artifact") -> str:
     from textlora.card import model_card
     from textlora.config import config_from_dict
 
-    return model_card(config_from_dict(run.config()), run.info, run.record(), where="artifact")
+    return model_card(config_from_dict(run.config()), run.info, run.record(), where=where)
 
 
 def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overwrite: bool = False,
@@ -125,10 +131,16 @@ def export_run(run_dir: str | Path, out: str | Path, kind: str = "merged", overw
             (temporary / "label_words.json").write_text(json.dumps(
                 {"label_names": run.label_names, "template": prompt.get("template"), "words": prompt.get("words"),
                  "target_ids": prompt.get("targets")}, indent=2) + "\n")
+        if run.task != "classification" and (run.path / TASK_FILE).is_file():
+            # What the logits need beyond the model: each label's threshold (multi_label), or the
+            # target's name, scale and bins (regression); README.md says how to apply them.
+            shutil.copy2(run.path / TASK_FILE, temporary / TASK_FILE)
         if kind == "adapter":
             # The hub's model card, regenerated from the run record: the folder is ready for
             # huggingface_hub.upload_folder, and an older run's peft template never ships.
             (temporary / "README.md").write_text(_adapter_card(run))
+        elif run.task != "classification":  # a merged label-set or number model: the card says how to read it
+            (temporary / "README.md").write_text(_adapter_card(run, where="merged"))
         if not any(temporary.glob("*.safetensors")) or any(temporary.glob("*.bin")):
             raise RuntimeError(f"export of {run.path} wrote no safetensors weights (or pickled ones); please report it")
     return out
@@ -150,11 +162,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     written = export_run(args.run_dir, out, kind, args.overwrite, args.model)
     size = folder_size(written) / 2**20
     if kind == "merged":
+        from textlora.runs import open_run
+
         label_words = (written / "label_words.json").is_file()
         auto_class = "AutoModelForSeq2SeqLM" if label_words else "AutoModelForSequenceClassification"
+        task = open_run(args.run_dir).task
         print(f"merged model written to {written} ({size:.1f} MiB); load it with "
               f"{auto_class}.from_pretrained({str(written)!r}) and AutoTokenizer"
-              + ("; it classifies by scoring the words in label_words.json after its prompt" if label_words else ""))
+              + ("; it classifies by scoring the words in label_words.json after its prompt" if label_words else "")
+              + {"multi_label": f"; a text's labels: the sigmoid of each logit against that label's threshold in "
+                                f"{TASK_FILE} (README.md shows how)",
+                 "regression": "; its one output is the number itself (no activation)"}.get(task, ""))
     else:
         print(f"adapter written to {written} ({size:.2f} MiB, model card in README.md); load it with peft's "
               f"PeftModel.from_pretrained on the base model built with AutoConfig.from_pretrained({str(written)!r}); "

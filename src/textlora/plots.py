@@ -4,12 +4,13 @@ Every function takes plain rows read from run folders and returns a
 matplotlib Figure; `png` turns one into bytes. Axes are labelled with their
 units, and the data split a number comes from (validation or test) is named.
 
-A row is a dict with: name, values ({swept key: value}), score (validation
-metric), test (test metric), test_interval ([low, high], its 95 % bootstrap
-interval, or None), train_seconds, trainable, total, epochs (the per-epoch
-rows of the run record). References are (label, test metric) pairs of the
-classical rows (TF-IDF, NBSVM): drawn as horizontal lines, the bar a
-fine-tuned run has to clear.
+A row is a dict with: name, task, values ({swept key: value}), score
+(validation metric), test (test metric), test_interval ([low, high], its 95 %
+bootstrap interval, or None), train_seconds, trainable, total, epochs (the
+per-epoch rows of the run record); its task (classification, multi_label,
+regression) names the loss on the axes. References are (label, test metric)
+pairs of the classical rows (TF-IDF, NBSVM): drawn as horizontal lines, the
+bar a fine-tuned run has to clear.
 """
 
 from __future__ import annotations
@@ -48,6 +49,40 @@ METRIC_LABELS = {
 }
 
 
+LOSS_WORDS = {"classification": "loss (cross-entropy)", "multi_label": "loss (binary cross-entropy)",
+              "regression": "loss (MSE, target units)"}
+"""The loss of a task's test rows."""
+EPOCH_LOSS_WORDS = {**LOSS_WORDS, "regression": "loss (standardised target)"}
+"""The loss of a task's per-epoch rows: a regression trains and validates on the standardised target."""
+EPOCH_SCORES = {"classification": (("accuracy", "f1", "f1_macro", "roc_auc"), "score (validation rows, 0-1)"),
+                "multi_label": (("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "roc_auc"),
+                                "score (validation rows, 0-1)"),
+                "regression": (("mae", "rmse"), "error (validation rows, target units)")}
+"""The right panel of learning_curves per task: its metrics and the axis label."""
+
+
+def metric_words(metric: str) -> str:
+    """A metric's name on an axis or in a title: METRIC_LABELS, else tables.metric_name (micro F1, MAE, ...)."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    from textlora.tables import metric_name
+
+    return metric_name(metric)
+
+
+def _title_words(metric: str) -> str:
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric].capitalize()
+    words = metric_words(metric)
+    return words[:1].upper() + words[1:]  # MAE, Micro F1: capitalize() would lower the rest
+
+
+def task_of(rows: Sequence[dict[str, Any]]) -> str | None:
+    """The task every row shares (None when they differ: the loss is then only called loss)."""
+    tasks = {r.get("task", "classification") for r in rows}
+    return tasks.pop() if len(tasks) == 1 else None
+
+
 def _legend_outside(ax, **kwargs) -> None:
     """Right of the axes, where it hides no line (savefig's tight box makes room)."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
@@ -68,8 +103,10 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def metric_label(metric: str, split: str) -> str:
-    return f"{METRIC_LABELS.get(metric, metric)} ({split} rows)"
+def metric_label(metric: str, split: str, task: str | None = "classification") -> str:
+    if metric == "loss" and task != "classification":
+        return f"{LOSS_WORDS.get(task, 'loss')} ({split} rows)"
+    return f"{metric_words(metric)} ({split} rows)"
 
 
 def _is_number(value: Any) -> bool:
@@ -175,13 +212,14 @@ def time_vs_metric(rows: list[dict[str, Any]], metric: str, split: str = "test",
     if references:
         _legend_outside(ax)
     ax.set_xlabel("training wall time (s)")
-    ax.set_ylabel(metric_label(metric, split))
-    ax.set_title(f"Time vs {METRIC_LABELS.get(metric, metric)}" + (" (bars: 95 % interval)" if field == "test" else ""))
+    ax.set_ylabel(metric_label(metric, split, task_of(rows)))
+    ax.set_title(f"Time vs {metric_words(metric)}" + (" (bars: 95 % interval)" if field == "test" else ""))
     return fig
 
 
-def loss_curves(runs: list[tuple[str, list[dict[str, Any]]]]) -> Figure:
-    """Validation loss (solid) and training loss (dashed) per epoch, every run on one axis."""
+def loss_curves(runs: list[tuple[str, list[dict[str, Any]]]], task: str | None = "classification") -> Figure:
+    """Validation loss (solid) and training loss (dashed) per epoch, every run on one axis (`task`: whose loss;
+    None: runs of several tasks)."""
     fig, ax = _figure()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, epochs) in enumerate(runs):
@@ -199,7 +237,7 @@ def loss_curves(runs: list[tuple[str, list[dict[str, Any]]]]) -> Figure:
     if epochs_seen:
         ax.set_xticks(epochs_seen)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (cross-entropy)")
+    ax.set_ylabel(EPOCH_LOSS_WORDS.get(task, "loss"))
     ax.set_title("Loss curves")
     _legend_outside(ax, ncol=2 if len(runs) > 12 else 1)
     return fig
@@ -213,11 +251,12 @@ def comparison_bars(rows: list[dict[str, Any]], metric: str = "accuracy",
         width = max(8.0, 1.1 * len(rows) + 4)
         fig, axes = plt.subplots(2, 2, figsize=(width, 6.4))
     names = [r["name"] for r in rows]
+    task = task_of(rows)
     panels = [
         ("train_seconds", "training wall time (s)", "Time"),
         ("trainable", "trainable parameters (count)", "Parameters"),
-        ("test_loss", metric_label("loss", "test"), "Loss"),
-        ("test", metric_label(metric, "test"), METRIC_LABELS.get(metric, metric).capitalize()),
+        ("test_loss", metric_label("loss", "test", task), "Loss"),
+        ("test", metric_label(metric, "test", task), _title_words(metric)),
     ]
     for ax, (field, ylabel, title) in zip(axes.flat, panels):
         values = [r.get(field) if r.get(field) is not None else math.nan for r in rows]
@@ -269,8 +308,8 @@ def _short_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def confusion_matrix(matrix: list[list[int]], label_names: list[str], title: str) -> Figure:
-    """Counts, rows = true class, columns = predicted class."""
+def confusion_matrix(matrix: list[list[int]], label_names: list[str], title: str, what: str = "class") -> Figure:
+    """Counts, rows = true class, columns = predicted class (`what`: bin, for a regression's bins)."""
     n = len(label_names)
     fig, ax = _figure(figsize=(1.1 * n + 2.6, 1.0 * n + 1.8))
     image = ax.imshow(matrix, cmap="Blues")
@@ -283,15 +322,16 @@ def confusion_matrix(matrix: list[list[int]], label_names: list[str], title: str
     ax.set_xticklabels(label_names, rotation=30 if n > 3 else 0)
     ax.set_yticks(range(n))
     ax.set_yticklabels(label_names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.set_xlabel(f"predicted {what}")
+    ax.set_ylabel(f"true {what}")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="rows (count)", fraction=0.046, pad=0.04)
     return fig
 
 
-def learning_curves(epochs: list[dict[str, Any]], title: str) -> Figure:
-    """Per epoch: losses (left) and validation accuracy / F1 (right)."""
+def learning_curves(epochs: list[dict[str, Any]], title: str, task: str = "classification") -> Figure:
+    """Per epoch: losses (left) and validation accuracy / F1 (right; multi_label: its F1s, subset accuracy and
+    ROC-AUC; regression: MAE and RMSE)."""
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     rows = [e for e in epochs if e.get("epoch") is not None]
@@ -300,18 +340,19 @@ def learning_curves(epochs: list[dict[str, Any]], title: str) -> Figure:
         points = [(e["epoch"], e[key]) for e in rows if e.get(key) is not None]
         if points:
             left.plot(*zip(*points), marker="o", linestyle=style, label=label)
-    for key in ("accuracy", "f1", "f1_macro", "roc_auc"):
+    scores, score_axis = EPOCH_SCORES[task]
+    for key in scores:
         points = [(e["epoch"], e[key]) for e in rows if e.get(key) is not None]
         if points:
-            right.plot(*zip(*points), marker="o", label=METRIC_LABELS[key])
+            right.plot(*zip(*points), marker="o", label=metric_words(key))
     for ax in (left, right):
         ax.set_xlabel("epoch")
         if xs:
             ax.set_xticks(sorted(set(xs)))
         ax.legend()
-    left.set_ylabel("loss (cross-entropy)")
+    left.set_ylabel(EPOCH_LOSS_WORDS[task])
     left.set_title("Loss")
-    right.set_ylabel("score (validation rows, 0-1)")
+    right.set_ylabel(score_axis)
     right.set_title("Validation metrics")
     fig.suptitle(title)
     fig.tight_layout()

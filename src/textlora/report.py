@@ -17,6 +17,13 @@ run seed 000's evaluation comparison, what ships and why, its calibration
 table, learning curves and confusion matrix. Reports read run records only
 (runs.RunRecord); nothing is retrained or re-evaluated.
 
+Runs of task: multi_label and task: regression are grouped apart (a dataset
+table per task) and show their task's metrics, intervals and verdicts; they
+have no temperature or confusion matrix: their section shows the fine-tuned
+model's per-label metrics and thresholds (multi_label) or its bins
+(regression: the predicted value's bin against the true value's). Without
+--metric the figures use each task's default (accuracy, micro F1, MAE).
+
 The sweep sections reuse sweep_summary.py (its runs, table and figures), so
 a sweep's summary.md and a report show the same table; the sweep summary
 itself is written there.
@@ -31,13 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from textlora.compare import NOTE, comparison_table, verdict_sections
+from textlora.compare import NOTE, TASK_NOTES, comparison_table, verdict_sections
 from textlora.config import ADAPTER_METHODS, RANKED_METHODS
 from textlora.errors import TextloraError
 from textlora.runs import is_run, open_run
 from textlora.sweep_summary import (Run, SweepDir, is_sweep, overview_figures, plain, read_sweep, references,
                                     require_plots, run_row, sort_rows, sweep_figures, sweep_note, sweep_table)
-from textlora.tables import COMPARISON_METRICS, EPOCH_COLUMNS, epoch_cells, fmt, render
+from textlora.tables import (COMPARISON_METRICS, TASK_COMPARISON_METRICS, TASK_EPOCH_COLUMNS,
+                             default_metric, epoch_cells, fmt, metric_name, render, task_metrics)
 
 NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?(e-?[0-9]+)?")
 
@@ -88,11 +96,17 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[Run], list[SweepDir]]:
 
 
 def by_dataset(runs: list[Run]) -> list[list[Run]]:
-    """Runs grouped by Run.dataset, in the order the datasets first appear."""
+    """Runs grouped by Run.dataset and task (their rows hold different metrics), in order of appearance."""
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
-        groups.setdefault(run.dataset, []).append(run)
+        groups.setdefault((*run.dataset, run.record.task), []).append(run)
     return list(groups.values())
+
+
+def metric_of(run: Run, metric: str | None) -> str:
+    """The metric a run's figures use: `metric` where its task has it, else the task's default."""
+    task = run.record.task
+    return metric if metric is not None and metric in task_metrics(task) else default_metric(task)
 
 
 # --------------------------------------------------------------------------- the report document
@@ -211,14 +225,17 @@ RUN_METRICS = COMPARISON_METRICS + [("ece", "ECE"), ("brier", "Brier")]
 INTERVAL_METRICS = [("accuracy", "Accuracy 95 % CI"), ("f1_macro", "F1 macro 95 % CI"), ("roc_auc", "ROC AUC 95 % CI")]
 
 
-def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accuracy", title: str = "textlora report") -> Doc:
+def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str | None = None,
+                 title: str = "textlora report") -> Doc:
+    """The report of runs and sweeps; `metric` (None: each task's default) is what the figures plot, for the
+    runs whose task has it."""
     plots = require_plots()
 
     doc = Doc(title=title)
     doc.heading(1, title)
     doc.para(f"{len(runs)} run(s), {len(sweeps)} sweep(s). Test numbers are measured on each run's held-out test rows "
              "with the shipped artifact; per-epoch numbers on its validation rows.")
-    rows = {run.path.resolve(): run_row(run, [], metric) for run in runs}
+    rows = {run.path.resolve(): run_row(run, [], metric_of(run, metric)) for run in runs}
     sweep_sets = [{r.path.resolve() for r in sweep.runs} for sweep in sweeps]
 
     groups = by_dataset(runs)
@@ -228,17 +245,23 @@ def build_report(runs: list[Run], sweeps: list[SweepDir], metric: str = "accurac
              + NOTE)
     for group in groups:
         source, subset, labels = group[0].dataset
-        doc.heading(3, f"Dataset {source}" + (f" ({subset})" if subset else ""))
-        doc.para(f"Classes: {', '.join(map(str, labels))}. {len(group)} run(s).")
+        task = group[0].record.task
+        group_metric = metric_of(group[0], metric)
+        doc.heading(3, f"Dataset {source}" + (f" ({subset})" if subset else "")
+                    + (f", task: {task}" if task != "classification" else ""))
+        what = {"multi_label": "Labels (a set per text)", "regression": "Target"}.get(task, "Classes")
+        doc.para(f"{what}: {', '.join(map(str, labels))}. {len(group)} run(s).")
         compared = [run.compared() for run in group]
         doc.table(*comparison_table(compared))
+        if task != "classification":
+            doc.para(TASK_NOTES[task])
         for heading, verdicts in verdict_sections(compared):
             doc.para(heading)
             doc.bullets(verdicts)
         # A group that is exactly one sweep's runs gets these figures in the sweep's section.
         if {run.path.resolve() for run in group} not in sweep_sets:
             group_rows = [rows[run.path.resolve()] for run in group]
-            for stem, caption, data in overview_figures(group_rows, metric, references(group, metric)):
+            for stem, caption, data in overview_figures(group_rows, group_metric, references(group, group_metric)):
                 doc.image(f"{_slug(source)}-{stem}", caption, data)
 
     for sweep in sweeps:
@@ -269,11 +292,18 @@ def run_section(doc: Doc, run: Run, row: dict[str, Any], plots) -> None:
     doc.heading(2, f"Run {run.label}")
     doc.para(run_description(run, row))
     named = [(name, test_row) for _, name, test_row in record.rows()]
+    task = record.task
     if named:
         doc.heading(3, "Evaluation comparison (test rows)")
+        metrics, intervals = RUN_METRICS, INTERVAL_METRICS
+        if task != "classification":
+            from textlora.config import TASK_INTERVAL_METRICS
+
+            metrics = TASK_COMPARISON_METRICS[task]
+            intervals = [(m, f"{metric_name(m)} 95 % CI") for m in TASK_INTERVAL_METRICS[task]]
         doc.table(["Metric"] + [name for name, _ in named],
-                  [[label] + [m.get(key) for _, m in named] for key, label in RUN_METRICS]
-                  + [[label] + [_interval(m, key) for _, m in named] for key, label in INTERVAL_METRICS])
+                  [[label] + [m.get(key) for _, m in named] for key, label in metrics]
+                  + [[label] + [_interval(m, key) for _, m in named] for key, label in intervals])
     if record.calibration:
         doc.heading(3, "Calibration (test rows)")
         doc.para(calibration_text(record.calibration))
@@ -285,13 +315,36 @@ def run_section(doc: Doc, run: Run, row: dict[str, Any], plots) -> None:
                                                       f"{run.label} (test rows)")))
     if row["epochs"]:
         doc.heading(3, "Per epoch (validation rows; * marks the checkpoint that ships)")
-        doc.table([h for h, _ in EPOCH_COLUMNS], [epoch_cells(e) for e in row["epochs"]])
+        doc.table([h for h, _ in TASK_EPOCH_COLUMNS[task]], [epoch_cells(e, task) for e in row["epochs"]])
         doc.image(f"{run.label}-learning-curves", f"{run.label}: learning curves",
-                  plots.png(plots.learning_curves(row["epochs"], run.label)))
+                  plots.png(plots.learning_curves(row["epochs"], run.label, task)))
+    if task != "classification":
+        task_section(doc, run, plots)
+        return
     matrix = row["final"].get("confusion_matrix")
     if matrix:
         doc.image(f"{run.label}-confusion", f"{run.label}: confusion matrix on the test rows (fine-tuned)",
                   plots.png(plots.confusion_matrix(matrix, record.label_names, f"{run.label} (test rows)")))
+
+
+def task_section(doc: Doc, run: Run, plots) -> None:
+    """Where a classification run shows its calibration and confusion matrix: the fine-tuned model's
+    per-label metrics and thresholds (multi_label), or its bins on the test rows (regression)."""
+    from textlora.card import bins_line, bins_table, per_label_table
+
+    final = run.record.final
+    if run.record.task == "multi_label" and final.get("per_label"):
+        doc.heading(3, "Per label (test rows, fine-tuned; thresholds tuned on the validation rows)")
+        doc.table(*per_label_table(final))
+    bins = final.get("bins") or {}
+    if run.record.task == "regression" and bins.get("confusion_matrix"):
+        doc.heading(3, "Bins (test rows, fine-tuned)")
+        doc.para(bins_line(final))
+        doc.table(*bins_table(final))
+        doc.image(f"{run.label}-bins", f"{run.label}: the predicted value's bin against the true value's on the "
+                  "test rows (fine-tuned)",
+                  plots.png(plots.confusion_matrix(bins["confusion_matrix"], bins["names"],
+                                                   f"{run.label} (test rows)", what="bin")))
 
 
 def calibration_text(calibration: dict[str, Any]) -> str:
@@ -316,8 +369,10 @@ def _slug(text: Any) -> str:
 
 def run_description(run: Run, row: dict[str, Any]) -> str:
     method = row["method"]
-    parts = [f"`{run.info.get('base_model')}` + {method} on `{run.value('data.source')}` "
-             f"({', '.join(run.record.label_names)})."]
+    task = run.record.task
+    what = ", ".join(run.record.label_names)
+    what = {"multi_label": f"multi-label: {what}", "regression": f"regression of {what}"}.get(task, what)
+    parts = [f"`{run.info.get('base_model')}` + {method} on `{run.value('data.source')}` ({what})."]
     targets = run.value("lora.target_modules")
     targets = plain(targets) if targets else "preset"
     if method in RANKED_METHODS:
@@ -338,16 +393,22 @@ def run_description(run: Run, row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def write_report(paths: Iterable[str | Path], out: str | Path, metric: str = "accuracy",
+def write_report(paths: Iterable[str | Path], out: str | Path, metric: str | None = None,
                  title: str = "textlora report") -> Path:
-    """Write out/index.html (self-contained) and out/report.md (+ images/); returns index.html."""
-    from textlora.metrics import HEADLINE
-
-    if metric not in HEADLINE:
-        raise TextloraError(f"unknown --metric {metric!r}; choose one of: {', '.join(HEADLINE)}")
+    """Write out/index.html (self-contained) and out/report.md (+ images/); returns index.html.
+    `metric`: what the figures plot (one of the runs' tasks' metrics; None: each task's default)."""
     runs, sweeps = collect(paths)
     if not runs:
         raise TextloraError("nothing to report: the folders hold no finished run; train or sweep first")
+    tasks = list(dict.fromkeys(run.record.task for run in runs))
+    allowed = list(dict.fromkeys(m for task in tasks for m in task_metrics(task)))
+    if metric is not None and metric not in allowed:
+        from textlora.config import TASKS
+
+        if any(metric in task_metrics(task) for task in TASKS):
+            raise TextloraError(f"--metric {metric!r} is not a metric of these runs' task ({', '.join(tasks)}); "
+                                f"choose one of: {', '.join(allowed)}")
+        raise TextloraError(f"unknown --metric {metric!r}; choose one of: {', '.join(allowed)}")
     doc = build_report(runs, sweeps, metric, title)
     out = Path(out)
     images = out / "images"
@@ -380,6 +441,7 @@ def register_cli(subparsers) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP_DIR", help="run folders, sweep folders, or their parents")
     parser.add_argument("--out", default="report", help="output folder (default: report/)")
-    parser.add_argument("--metric", default="accuracy", help="metric of the time-vs-metric and comparison plots")
+    parser.add_argument("--metric", help="metric of the time-vs-metric and comparison plots (default: accuracy; "
+                        "micro F1 for multi-label runs, MAE for regression runs)")
     parser.add_argument("--title", default="textlora report", help="title of the report")
     parser.set_defaults(func=cmd_report)

@@ -13,6 +13,9 @@ the same command continues where it stopped. Points run one after the other
 (`backend: local`) or as Ray Tune trials (`--backend ray`); `--search optuna`
 lets Optuna choose the points instead of the full grid. Runs are compared on
 their *validation* rows: the test rows are reported, never used to choose.
+--metric is one of the recipe's task's metrics (tables.task_metrics; default
+accuracy, micro F1 for task: multi_label, MAE for regression); the best is the
+lowest for loss, MAE, RMSE and Hamming loss (config.LOWER_IS_BETTER).
 The grid mini-language (--grid, --trial, --repeats) and point names are in grid.py.
 """
 
@@ -28,7 +31,8 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from textlora.config import HEADLINE_METRICS, Config, apply_overrides, config_from_dict, read_recipe, set_dotted_key
+from textlora.config import (HEADLINE_METRICS, LOWER_IS_BETTER, TASKS, Config, apply_overrides, config_from_dict,
+                             read_recipe, set_dotted_key)
 from textlora.errors import TextloraError
 from textlora.grid import (Range, format_value, grid_points, parse_grid, parse_trials, point_name,  # noqa: F401
                            short_keys, with_repeats)
@@ -40,6 +44,7 @@ ERRORS = "errors"  # the traceback of each point that failed with an internal er
 BACKENDS = ("local", "ray")
 SEARCHES = ("grid", "optuna")
 METRICS = HEADLINE_METRICS
+"""The metrics of a classification sweep (every task's: tables.task_metrics)."""
 
 Printer = Callable[[str], None]
 
@@ -73,15 +78,32 @@ class Sweep:
         return config_from_dict(raw)
 
 
-def open_sweep(recipe: str | None, overrides: Iterable[str], out: str | Path | None, metric: str,
+def check_metric(metric: str | None, task: str) -> str:
+    """--metric for a recipe of `task`: the task's default when None, else one of the task's metrics
+    (tables.task_metrics), or one line naming the ones it has."""
+    from textlora.tables import default_metric, task_metrics
+
+    if metric is None:
+        return default_metric(task)
+    allowed = task_metrics(task)
+    if metric in allowed:
+        return metric
+    owners = [other for other in TASKS if metric in task_metrics(other)]
+    if owners:
+        raise TextloraError(f"--metric {metric!r} is a metric of task: {' / '.join(owners)}, and this recipe is "
+                            f"task: {task}; choose one of: {', '.join(allowed)}")
+    close = difflib.get_close_matches(metric, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise TextloraError(f"unknown --metric {metric!r}{hint}; choose one of: {', '.join(allowed)}")
+
+
+def open_sweep(recipe: str | None, overrides: Iterable[str], out: str | Path | None, metric: str | None,
                keys: Iterable[str]) -> Sweep:
-    if metric not in METRICS:
-        close = difflib.get_close_matches(metric, METRICS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TextloraError(f"unknown --metric {metric!r}{hint}; choose one of: {', '.join(METRICS)}")
+    """The sweep of a recipe; `metric` None: its task's default (check_metric)."""
     raw = read_recipe(recipe) if recipe is not None else {"name": "sweep"}
     base = apply_overrides(raw, overrides)
-    config_from_dict({**base, "name": "check"})  # the recipe itself is valid before any point runs
+    checked = config_from_dict({**base, "name": "check"})  # the recipe itself is valid before any point runs
+    metric = check_metric(metric, checked.task)
     out_dir = Path(out) if out else Path("sweeps") / str(base.get("name", "sweep"))
     return Sweep(recipe=recipe, base=base, out=out_dir, metric=metric, keys=list(keys))
 
@@ -306,11 +328,13 @@ def _ray_trial(config: dict[str, Any]) -> None:
     run_dir = run_experiment(cfg, overwrite=overwrite or folder.exists(), quiet=True, say=lambda *_: None,
                              resume=not overwrite)
     from textlora.runs import open_run
+    from textlora.tables import task_metrics
 
     record = open_run(run_dir).record()
-    report = {f"val_{k}": record.validation_score(k) for k in METRICS
+    metrics = task_metrics(record.task)
+    report = {f"val_{k}": record.validation_score(k) for k in metrics
               if isinstance(record.validation_score(k), (int, float))}
-    report.update({f"test_{k}": v for k, v in record.final.items() if k in METRICS and isinstance(v, (int, float))})
+    report.update({f"test_{k}": v for k, v in record.final.items() if k in metrics and isinstance(v, (int, float))})
     report["train_seconds"] = record.timing["train_seconds"]
     report["run_dir"] = str(run_dir)
     tune.report(report)
@@ -341,7 +365,7 @@ def run_on_ray(sweep: Sweep, todo: list[Config], overwrite: bool, quiet: bool, s
         ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
                  runtime_env={"env_vars": env}, logging_level="ERROR" if quiet else "INFO")
     try:
-        mode = "min" if sweep.metric == "loss" else "max"
+        mode = "min" if sweep.metric in LOWER_IS_BETTER else "max"
         tuner = tune.Tuner(
             tune.with_resources(_ray_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
             param_space={"point": tune.grid_search([{"config": c, "overwrite": overwrite} for c in configs])},
@@ -380,7 +404,7 @@ def run_optuna(sweep: Sweep, space: dict[str, list[Any] | Range], trials: int, o
     seed = int(sweep.base.get("seed", 42))
     study = optuna.create_study(
         study_name="textlora", storage=f"sqlite:///{(sweep.out / 'optuna.db').resolve()}", load_if_exists=True,
-        direction="minimize" if sweep.metric == "loss" else "maximize",
+        direction="minimize" if sweep.metric in LOWER_IS_BETTER else "maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
     )
     done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -418,12 +442,13 @@ def run_optuna(sweep: Sweep, space: dict[str, list[Any] | Range], trials: int, o
 
 
 def sweep(recipe: str | None, grid: Iterable[str] = (), trials_spec: Iterable[str] = (),
-          overrides: Iterable[str] = (), out: str | Path | None = None, metric: str = "accuracy",
+          overrides: Iterable[str] = (), out: str | Path | None = None, metric: str | None = None,
           search: str = "grid", trials: int | None = None, backend: str = "local", overwrite: bool = False,
           quiet: bool = True, say: Printer = print, ray_options: dict[str, Any] | None = None,
           repeats: int = 1) -> Path:
     """Run a sweep and write its summary; returns the sweep folder. What `textlora sweep` calls.
-    `repeats`: seeds per point (the summary then shows mean ± sd and an interval over seeds)."""
+    `metric`: what points are sorted and chosen by on their validation rows (default: the recipe's task's,
+    check_metric). `repeats`: seeds per point (the summary then shows mean ± sd and an interval over seeds)."""
     from textlora.sweep_summary import write_sweep_summary
 
     space = parse_grid(grid)
@@ -515,7 +540,11 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--model", help="model for every point (sets model.name)")
     parser.add_argument("--data", help="data for every point (sets data.source)")
     parser.add_argument("--quick", action="store_true", help="tiny runs (64 train rows, 1 epoch) to check the sweep")
-    parser.add_argument("--metric", default="accuracy", help=f"validation metric to sort and choose by: {', '.join(METRICS)}")
+    from textlora.tables import default_metric, task_metrics
+
+    parser.add_argument("--metric", help="validation metric to sort and choose by, one of the recipe's task's: "
+                        + "; ".join(f"{task}: {', '.join(task_metrics(task))} (default {default_metric(task)})"
+                                    for task in TASKS))
     parser.add_argument("--search", default="grid", choices=SEARCHES, help="grid (every combination) or optuna")
     parser.add_argument("--trials", type=int, help="with --search optuna: how many points to try in all")
     parser.add_argument("--repeats", type=int, default=1,

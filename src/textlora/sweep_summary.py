@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textlora.compare import ComparedRun, baseline_records
-from textlora.config import RANKED_METHODS
+from textlora.config import LOWER_IS_BETTER, RANKED_METHODS
 from textlora.errors import TextloraError
 from textlora.runs import CLASSICAL_ROWS, RunDir, RunRecord, is_run, open_run
 from textlora.sweep import SWEEP_FILE
@@ -28,6 +28,16 @@ from textlora.tables import fixed, render
 
 TEST_COLUMNS = [("accuracy", "test accuracy"), ("f1", "test F1"), ("f1_macro", "test F1 macro"),
                 ("roc_auc", "test ROC AUC"), ("loss", "test loss")]
+
+
+def test_columns(task: str) -> list[tuple[str, str]]:
+    """The test columns of a sweep table: TEST_COLUMNS, or the task's interval metrics and its loss."""
+    if task == "classification":
+        return TEST_COLUMNS
+    from textlora.config import TASK_INTERVAL_METRICS
+    from textlora.tables import metric_name
+
+    return [(m, f"test {metric_name(m)}") for m in TASK_INTERVAL_METRICS[task]] + [("loss", "test loss")]
 
 
 # --------------------------------------------------------------------------- reading
@@ -107,6 +117,7 @@ def run_row(run: Run, keys: list[str], metric: str) -> dict[str, Any]:
     method = run.method
     return {
         "name": run.label,
+        "task": record.task,
         "values": {key: run.value(key) for key in keys},
         "method": method,
         "r": run.value("lora.r") if method in RANKED_METHODS else None,
@@ -139,8 +150,9 @@ def references(runs: list[Run], metric: str) -> list[tuple[str, float]]:
 
 
 def sort_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Best validation score first (lowest for loss); runs without one last."""
-    sign = 1 if metric == "loss" else -1
+    """Best validation score first (lowest for loss, MAE, RMSE, Hamming loss: config.LOWER_IS_BETTER); runs
+    without one last."""
+    sign = 1 if metric in LOWER_IS_BETTER else -1
     return sorted(rows, key=lambda r: (r["score"] is None, sign * (r["score"] or 0)))
 
 
@@ -152,14 +164,16 @@ def _short(key: str) -> str:
 
 
 def sweep_table(rows: list[dict[str, Any]], keys: list[str], metric: str) -> tuple[list[str], list[list[Any]]]:
+    tasks = dict.fromkeys(row.get("task", "classification") for row in rows) or ["classification"]
+    shown = list(dict.fromkeys(column for task in tasks for column in test_columns(task)))
     headers = ["run", *(_short(k) for k in keys), f"validation {metric}",
-               *(label for _, label in TEST_COLUMNS), "trainable", "trainable %", "train s", "peak MiB",
+               *(label for _, label in shown), "trainable", "trainable %", "train s", "peak MiB",
                "artifact MiB"]
     body = []
     for row in rows:
         body.append([
             row["name"], *(plain(row["values"][k]) for k in keys), row["score"],
-            *(row["final"].get(key) for key, _ in TEST_COLUMNS), row["trainable"],
+            *(row["final"].get(key) for key, _ in shown), row["trainable"],
             fixed(row["ratio"], 3, 100), fixed(row["train_seconds"], 1), fixed(row["peak_memory_mb"], 0),
             fixed(row["artifact_mb"], 2),
         ])
@@ -196,7 +210,7 @@ def sweep_figures(rows: list[dict[str, Any]], keys: list[str], metric: str,
     for key in keys:
         fig = plots.by_swept_value(
             rows, key, [("score", "validation", "-"), ("test", "test", "--")],
-            plots.METRIC_LABELS.get(metric, metric), f"{plots.METRIC_LABELS.get(metric, metric)} vs {key}",
+            plots.metric_words(metric), f"{plots.metric_words(metric)} vs {key}",
         )
         out.append((f"{metric}_vs_{_short(key)}", f"{metric} (validation: solid, test: dashed) vs {key}", plots.png(fig)))
         fig = plots.by_swept_value(rows, key, [("train_seconds", None, "-")], "training wall time (s)",
@@ -218,7 +232,7 @@ def overview_figures(rows: list[dict[str, Any]], metric: str,
         out.append(("time_vs_" + metric, f"training wall time vs test {metric}, one point per run (95 % "
                     f"intervals{lines})", plots.png(plots.time_vs_metric(rows, metric, references=refs))))
         out.append(("loss_curves", "validation (solid) and training (dashed) loss per epoch, every run",
-                    plots.png(plots.loss_curves([(r["name"], r["epochs"]) for r in rows]))))
+                    plots.png(plots.loss_curves([(r["name"], r["epochs"]) for r in rows], plots.task_of(rows)))))
     if len(rows) <= 24:
         out.append(("comparison", f"training time, trainable parameters, test loss and test {metric} per run "
                     f"(95 % intervals as error bars{lines})",

@@ -3,7 +3,11 @@
     textlora ui runs/demo-drugscom-minilm          # http://127.0.0.1:7860
 
 Gradio does the page, the server and the queue; this module only lays out
-the components and writes the run's headline metrics beside them.
+the components and writes the run's headline metrics beside them. What is
+shown follows the run's task: the classes' confidences (gr.Label); for
+task: multi_label one checkbox per label with its probability and threshold,
+the predicted set checked; for task: regression the number and its bin.
+`prediction_view` turns one prediction into those values.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any, Sequence
 
 from textlora.errors import TextloraError
 from textlora.runs import EXAMPLES_FILE, RunDir
-from textlora.tables import interval_text
+from textlora.tables import interval_text, metric_name
 
 DEFAULT_PORT = 7860
 MAX_CHARS = 10_000  # the same per-text limit as `textlora serve`
@@ -25,13 +29,39 @@ def examples_for(run: RunDir) -> list[str]:
     return [example["text"] for example in run.json_file(EXAMPLES_FILE) or []]
 
 
+def prediction_view(prediction) -> Any:
+    """What the page shows of one prediction (predict.py's types), as values of the task's components:
+    a Prediction -> {class: probability} (gr.Label); a LabelSetPrediction -> (choices, checked) of a
+    gr.CheckboxGroup, one choice per label shown as "name: probability (threshold t)" and the predicted
+    labels checked; a ValuePrediction -> (value, bin) for a number box and a text box ("" without bins)."""
+    from textlora.predict import LabelSetPrediction, ValuePrediction
+
+    if isinstance(prediction, LabelSetPrediction):
+        choices = [(f"{name}: {p:.3f} (threshold {prediction.thresholds[name]:.2f})", name)
+                   for name, p in prediction.probabilities.items()]
+        return choices, list(prediction.labels)
+    if isinstance(prediction, ValuePrediction):
+        return prediction.value, prediction.bin or ""
+    return prediction.probabilities
+
+
+def predict_view(predictor, text: str) -> Any:
+    """The page's Predict button without Gradio: the text (cut at MAX_CHARS) predicted, as prediction_view."""
+    return prediction_view(predictor.predict([text[:MAX_CHARS]])[0])
+
+
+def _what(run: RunDir) -> str:
+    names = ", ".join(run.label_names)
+    return {"multi_label": f"labels (any set of them): {names}", "regression": f"predicts: {names}"}.get(
+        run.task, f"classes: {names}")
+
+
 def metrics_markdown(run: RunDir) -> str:
     """The run's test-set rows (baselines, fine-tuned, ensemble) with 95 % intervals, what ships, and the verdicts."""
     from textlora.card import shipped_line
 
     info = run.info
-    head = (f"**{info.get('name', run.path.name)}**: {info.get('base_model')} + {info.get('method')}, "
-            f"classes: {', '.join(run.label_names)}")
+    head = f"**{info.get('name', run.path.name)}**: {info.get('base_model')} + {info.get('method')}, {_what(run)}"
     try:
         record = run.record()
     except TextloraError as err:  # the page still predicts; say why the numbers are missing
@@ -39,10 +69,18 @@ def metrics_markdown(run: RunDir) -> str:
     if not record.final:
         return head + "\n\n(no test rows in this run's metrics.json)"
     n = record.final.get("n")
-    lines = [head, "", shipped_line(record), "", f"Test set{f' ({n:,} texts)' if n else ''}, 95 % intervals:", "",
-             "| model | accuracy | macro F1 |", "|---|---|---|"]
-    for _, name, row in record.rows():
-        lines.append(f"| {name} | {_cell(row, 'accuracy')} | {_cell(row, 'f1_macro')} |")
+    lines = [head, "", shipped_line(record), "", f"Test set{f' ({n:,} texts)' if n else ''}, 95 % intervals:", ""]
+    if record.task == "classification":
+        lines += ["| model | accuracy | macro F1 |", "|---|---|---|"]
+        for _, name, row in record.rows():
+            lines.append(f"| {name} | {_cell(row, 'accuracy')} | {_cell(row, 'f1_macro')} |")
+    else:
+        from textlora.config import TASK_INTERVAL_METRICS
+
+        metrics = TASK_INTERVAL_METRICS[record.task]
+        lines += ["| model | " + " | ".join(metric_name(m) for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        for _, name, row in record.rows():
+            lines.append(f"| {name} | " + " | ".join(_cell(row, m) for m in metrics) + " |")
     verdicts = record.verdicts()
     if verdicts:
         lines += ["", *(f"- {line}" for line in verdicts)]
@@ -57,26 +95,44 @@ def build_ui(predictor, run: RunDir, examples: Sequence[str] | None = None):
     """The gr.Blocks page around a loaded Predictor; examples default to the run's own (examples_for)."""
     import gradio as gr
 
-    def classify(text: str) -> dict[str, float]:
+    task = predictor.task
+
+    def classify(text: str):
         if not text or not text.strip():
             raise gr.Error("Type a text to classify first.")
-        return predictor.predict([text[:MAX_CHARS]])[0].probabilities
+        view = predict_view(predictor, text)
+        if task == "multi_label":  # the choices carry this text's probabilities: the component is replaced
+            choices, checked = view
+            return gr.CheckboxGroup(choices=choices, value=checked)
+        return view
 
+    intro = {"multi_label": "Tag a text with this fine-tuned model: it gets every label whose probability reaches "
+                            "that label's threshold (tuned on the validation rows).",
+             "regression": f"Predict {run.label_names[0]} for a text with this fine-tuned model."}
     with gr.Blocks(title=f"textlora: {run.path.name}") as page:
-        gr.Markdown(f"# {run.path.name}\nClassify a text with this fine-tuned model.")
+        gr.Markdown(f"# {run.path.name}\n{intro.get(task, 'Classify a text with this fine-tuned model.')}")
         with gr.Row():
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=5, max_length=MAX_CHARS, elem_id="text",
                                   placeholder="Type or paste a text ...")
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
             with gr.Column():
-                label = gr.Label(label="Prediction", num_top_classes=len(run.label_names), elem_id="prediction")
+                if task == "multi_label":
+                    thresholds = dict(zip(predictor.label_names, map(float, predictor.thresholds)))
+                    outputs = gr.CheckboxGroup(
+                        choices=[(f"{name} (threshold {t:.2f})", name) for name, t in thresholds.items()],
+                        label="Labels (checked: predicted)", interactive=False, elem_id="prediction")
+                elif task == "regression":
+                    outputs = [gr.Number(label=run.label_names[0], interactive=False, elem_id="prediction"),
+                               gr.Textbox(label="Bin", interactive=False, elem_id="bin", visible=bool(predictor.bins))]
+                else:
+                    outputs = gr.Label(label="Prediction", num_top_classes=len(run.label_names), elem_id="prediction")
         examples = examples_for(run) if examples is None else examples
         if examples:
             gr.Examples(examples=[[e] for e in examples], inputs=[text])
         gr.Markdown(metrics_markdown(run), elem_id="metrics")
-        button.click(classify, inputs=text, outputs=label, api_name="predict")
-        text.submit(classify, inputs=text, outputs=label)
+        button.click(classify, inputs=text, outputs=outputs, api_name="predict")
+        text.submit(classify, inputs=text, outputs=outputs)
     return page
 
 
@@ -122,7 +178,9 @@ def register_cli(subparsers) -> None:
         "ui",
         help="a web page (Gradio) to try a run by hand",
         description="Start a Gradio page for one run: a text box, a Predict button, the class confidences "
-        "and the run's test metrics (95 % intervals) beside its baselines, with the paired verdicts.",
+        "(multi-label runs: every label's probability and threshold, the predicted set checked; regression: the "
+        "number and its bin) and the run's test metrics (95 % intervals) beside its baselines, with the paired "
+        "verdicts.",
         epilog="example: textlora ui runs/demo-drugscom-minilm --port 7860",
     )
     parser.add_argument("run_dir", help="a run folder written by `textlora train`")

@@ -4,6 +4,11 @@
     curl -H "Authorization: Bearer $TOKEN" -d '{"texts": ["Great film!"], "adapter": "topic"}' \\
          localhost:8000/v1/predict
 
+Each answer is what `textlora predict --json` gives for the run's task: label, confidence and
+every probability; a run of task: multi_label gives the label set, every label's probability and
+threshold; task: regression the number and its data.label_bins range (bin). Adapters of different
+tasks can share one server.
+
 The base model is loaded once; every adapter run is attached to it with
 peft (load_adapter) and picked per request with set_adapter. Requests that
 arrive together are gathered into one forward pass by `MicroBatcher`. The

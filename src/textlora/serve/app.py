@@ -5,7 +5,7 @@ and the request models are local to create_app.
 """
 
 import secrets
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from textlora.serve.batcher import MicroBatcher
 from textlora.serve.engine import Engine
@@ -78,9 +78,26 @@ def create_app(engine: Engine, settings: ServeSettings = ServeSettings()):
         confidence: float
         probabilities: dict[str, float]
 
+    class LabelSetOut(BaseModel):
+        """task: multi_label: every label whose probability reaches its threshold (tuned on validation)."""
+        labels: list[str]
+        probabilities: dict[str, float]
+        thresholds: dict[str, float]
+
+    class ValueOut(BaseModel):
+        """task: regression: the predicted number, and the data.label_bins range it falls in."""
+        value: float
+        bin: Optional[str] = None
+
+    # One shape per task (predict.Prediction, LabelSetPrediction, ValuePrediction), those of the served
+    # runs' tasks; their required fields differ, so an answer validates as exactly one of them.
+    shapes = {"classification": PredictionOut, "multi_label": LabelSetOut, "regression": ValueOut}
+    served = tuple(dict.fromkeys(shapes[adapter.run.task] for adapter in engine.adapters.values()))
+    Answer = served[0] if len(served) == 1 else Union[served]  # noqa: N806 (a type)
+
     class PredictResponse(BaseModel):
         adapter: str
-        predictions: list[PredictionOut]
+        predictions: list[Answer]
 
     bearer = HTTPBearer(auto_error=False)
 

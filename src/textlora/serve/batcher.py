@@ -34,7 +34,9 @@ class MicroBatcher:
     adapters are held for the next pass, in arrival order. The forward pass
     runs in one background thread, so the event loop keeps accepting
     requests, which queue up to form the next batch. Written by hand: none of
-    FastAPI, uvicorn or transformers batches across requests.
+    FastAPI, uvicorn or transformers batches across requests. `run_batch` gives one answer per
+    text, whatever its task (a Prediction, a LabelSetPrediction or a ValuePrediction): each request
+    gets its own texts' answers back by position.
     """
 
     run_batch: Callable[[str, list[str]], list["Prediction"]]

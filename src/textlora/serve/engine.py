@@ -27,21 +27,33 @@ class Adapter:
 
     def describe(self) -> dict[str, Any]:
         record = self.run.record()  # the run record, as every reader reads metrics.json
-        return {
+        out = {
             "name": self.name,
             "method": self.run.info.get("method"),
             "labels": self.run.label_names,
             "metrics": {
-                "test": _headline(record.final),
-                "baselines": {k: _headline(v) for k, v in record.baselines.items()},
+                "test": _headline(record.final, record.task),
+                "baselines": {k: _headline(v, record.task) for k, v in record.baselines.items()},
             },
         }
+        if record.task != "classification":  # what the answers hold: a label set, or a number (and its bin)
+            out["task"] = record.task
+            if self.predictor.thresholds is not None:
+                out["thresholds"] = dict(zip(self.predictor.label_names, map(float, self.predictor.thresholds)))
+            if self.predictor.bins:
+                out["bins"] = self.predictor.bins
+        return out
 
 
-def _headline(row: dict[str, Any]) -> dict[str, Any]:
-    from textlora.config import HEADLINE_METRICS
+def _headline(row: dict[str, Any], task: str = "classification") -> dict[str, Any]:
+    """The row's headline metrics (tables.task_metrics: classification's accuracy ... ROC-AUC, micro F1 ...
+    of multi_label, MAE ... of regression), with the 95 % intervals of the other tasks."""
+    from textlora.tables import task_metrics
 
-    return {k: row[k] for k in ("n", *HEADLINE_METRICS) if k in row}
+    out = {k: row[k] for k in ("n", *task_metrics(task)) if k in row}
+    if task != "classification" and row.get("intervals"):
+        out["intervals"] = row["intervals"]
+    return out
 
 
 class Engine:
