@@ -1,6 +1,7 @@
 """Load test of `textlora serve` on loopback: micro-batching on, then off.
 
     python benchmarks/serve_load.py runs/demo-drugscom-minilm --requests 2000 --concurrency 64
+    python benchmarks/serve_load.py RUN --backend onnx --onnx exported/RUN-onnx-int8   # or --precision bf16
 
 For each mode a fresh server process starts on a free 127.0.0.1 port
 (`textlora serve RUN_DIR [--no-batching]`), gets a short warm-up, then a
@@ -11,7 +12,9 @@ client would send them). It stops by itself: after `--requests`, or at
 percentiles, errors and the server's batch counts to benchmarks/results/.
 
 Client and server share the machine's cores, so absolute numbers are a
-floor; the on/off ratio is the point.
+floor; the on/off ratio is the point. The server runs the backend given
+(`--backend torch|onnx`, `--onnx DIR`, `--precision`: the same backends as
+`textlora predict`, measured side by side in predict_throughput.py).
 """
 
 from __future__ import annotations
@@ -162,7 +165,8 @@ async def load(url: str, texts: list[str], requests: int, concurrency: int, max_
 
 def measure(run_dir: Path, texts: list[str], batching: bool, args, burst: int = 0) -> dict:
     port = free_port()
-    extra = ["--max-batch", str(args.max_batch), "--pass-size", str(args.pass_size), "--max-wait-ms", str(args.max_wait_ms)]
+    extra = ["--max-batch", str(args.max_batch), "--pass-size", str(args.pass_size), "--max-wait-ms", str(args.max_wait_ms),
+             *backend_arguments(args)]
     server = start_server(run_dir, port, batching, extra)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -188,6 +192,15 @@ def measure(run_dir: Path, texts: list[str], batching: bool, args, burst: int = 
     return result
 
 
+def backend_arguments(args) -> list[str]:
+    """The server's --backend / --onnx / --precision, as given (absent: the server's defaults, torch fp32)."""
+    out = []
+    for flag, value in (("--backend", args.backend), ("--onnx", args.onnx), ("--precision", args.precision)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def summary(r: dict) -> str:
     ms = r["latency_ms"]
     return (f"{r['ok']} ok, {r['errors']} errors, {r['throughput_rps']} req/s, "
@@ -205,6 +218,9 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=64, help="server --max-batch")
     parser.add_argument("--pass-size", type=int, default=16, help="server --pass-size")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="server --max-wait-ms")
+    parser.add_argument("--backend", choices=("torch", "onnx"), help="server --backend (default torch)")
+    parser.add_argument("--onnx", type=Path, help="server --onnx: the run's ONNX export folder")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="server --precision (torch backend)")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_load.json", help="where the JSON goes")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -221,6 +237,9 @@ def main() -> int:
                  "distinct_texts": len(texts), "mean_text_chars": round(float(np.mean([len(t) for t in texts])), 1),
                  "max_seconds_per_mode": args.max_seconds, "max_batch": args.max_batch, "pass_size": args.pass_size,
                  "max_wait_ms": args.max_wait_ms, "network": "loopback (127.0.0.1)"},
+        "server_backend": {"backend": args.backend or ("onnx" if args.onnx else "torch"),
+                           "onnx": str(args.onnx) if args.onnx else None, "precision": args.precision or "fp32",
+                           "arguments": backend_arguments(args)},
     }
     try:
         import yaml

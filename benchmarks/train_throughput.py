@@ -1,5 +1,10 @@
 """Training throughput: the seeds' plain Trainer recipe against textlora's pipeline.
 
+Superseded by benchmarks/train_ablation.py (issue 15): here textlora's timed region holds an
+evaluation, a checkpoint and per-step logging that the reference's does not, the levers are not
+measured one at a time, and the textlora model is scored after merging its adapter into the bf16
+base. Kept so the figures in benchmarks/results/train_throughput.json can be reproduced.
+
     python benchmarks/train_throughput.py --data ../shared/data/imdb --lengths 256 512 --compile
 
 Both train the packaged MiniLM with LoRA r=8 on query/value (and its pooler,
@@ -55,7 +60,7 @@ def accuracy(model, tokenizer, test: pd.DataFrame, max_length: int) -> float:
     from textlora.encode import encode_texts
     from textlora.evaluate import predict_probs
 
-    encoded = encode_texts(tokenizer, list(test.text), ModelConfig(max_length=max_length))
+    encoded = encode_texts(tokenizer, list(test.text), ModelConfig(max_length=max_length, truncation="head"))
     probs = predict_probs(model, encoded, tokenizer, batch_size=64)
     return float((probs.argmax(1) == test.label.to_numpy()).mean())
 
@@ -92,7 +97,7 @@ def textlora_run(source: str, train: pd.DataFrame, test: pd.DataFrame, max_lengt
     from textlora.train import train_model
 
     cfg = config_from_dict({
-        "seed": seed, "model": {"name": source, "max_length": max_length},
+        "seed": seed, "model": {"name": source, "max_length": max_length, "truncation": "head"},
         "lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "value"], "modules_to_save": ["pooler"]},
         # The reference's optimisation settings (seed 002's weight decay, no warm-up): only the levers differ.
         "train": {"epochs": 1, "batch_size": 16, "learning_rate": lr, "weight_decay": 0.01, "warmup_ratio": 0.0,

@@ -231,6 +231,44 @@ def test_max_drop_is_the_threshold(tiny_run, tmp_path, monkeypatch, capsys):
     assert json.loads((tmp_path / "b" / "parity.json").read_text())["passed"] is True
 
 
+def test_labels_that_flip_both_ways_fail_the_agreement_gate(tiny_run, tmp_path, monkeypatch, capsys):
+    """Accuracy unchanged, 5 of 100 labels different (flips that cancel out): refused at the default
+    99 % agreement with the numbers, written with --force and recorded as failed; a lower
+    min_agreement lets it through; exactly the limit passes."""
+    from dataclasses import replace
+
+    from textlora.onnxexport import DEFAULT_MIN_AGREEMENT, check_parity, export_onnx
+
+    def flips_both_ways(agreement):
+        def fake(*args, **kwargs):
+            return replace(check_parity(*args, **kwargs), agreement=agreement)  # accuracy as torch's
+        return fake
+
+    monkeypatch.setattr("textlora.onnxexport.check_parity", flips_both_ways(0.95))
+    out = tmp_path / "flipped"
+    code, _, err = run_cli(capsys, "export", tiny_run, "--onnx", out, "--quiet")
+    line = assert_one_line_error(code, err, r"parity gate: label agreement 95\.00% under the limit 99 %.*"
+                                            r"agree on 95\.00%.*\+0\.00 pt.*--force")
+    assert "accuracy drop" not in line  # the accuracy limit is not what failed
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
+    code, _, _ = run_cli(capsys, "export", tiny_run, "--onnx", out, "--quiet", "--force")
+    assert code == 0
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] is False and parity["agreement"] == 0.95
+    assert parity["accuracy_change_points"] == 0.0 and parity["min_agreement_percent"] == DEFAULT_MIN_AGREEMENT == 99.0
+
+    quiet = {"say": lambda *_: None}
+    written, parity = export_onnx(tiny_run, tmp_path / "lenient", min_agreement=90, **quiet)
+    assert json.loads((written / "parity.json").read_text())["passed"] is True
+    monkeypatch.setattr("textlora.onnxexport.check_parity", flips_both_ways(0.99))
+    written, _ = export_onnx(tiny_run, tmp_path / "at-limit", **quiet)  # 99 of 100 rows at 99 %: passes
+    assert json.loads((written / "parity.json").read_text())["passed"] is True
+    for bad in (-1, 100.5):
+        with pytest.raises(TextloraError, match=r"--min-agreement must be between 0 and 100"):
+            export_onnx(tiny_run, tmp_path / "bad", min_agreement=bad, **quiet)
+    assert not (tmp_path / "bad").exists()
+
+
 def copy_run(run: Path, copy: Path, **data) -> Path:
     """A copy of the run whose config.yaml reads other data."""
     shutil.copytree(run, copy)

@@ -155,7 +155,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         return _cmd_export_onnx(args)
     given = [flag for flag, value in (("--quantize", args.quantize), ("--force", args.force),
-                                      ("--max-drop", args.max_drop)) if value not in (None, False)]
+                                      ("--max-drop", args.max_drop), ("--min-agreement", args.min_agreement))
+             if value not in (None, False)]
     if given:
         raise TextloraError(f"{', '.join(given)} apply to --onnx only; export with --onnx OUT")
     kind, out = ("merged", args.merged) if args.merged else ("adapter", args.adapter)
@@ -181,16 +182,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from textlora.onnxexport import DEFAULT_MAX_DROP, ONNX_FILE, export_onnx
+    from textlora.onnxexport import DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, ONNX_FILE, export_onnx
 
     max_drop = DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop
+    min_agreement = DEFAULT_MIN_AGREEMENT if args.min_agreement is None else args.min_agreement
     written, parity = export_onnx(args.run_dir, args.onnx, args.quantize, args.overwrite, args.force, max_drop,
-                                  args.model, progress=not args.quiet)
+                                  args.model, progress=not args.quiet, min_agreement=min_agreement)
     size = (written / ONNX_FILE).stat().st_size / 2**20
     if parity is None:
         print("warning: exported without the parity check (--force); parity.json says why")
-    elif parity.drop_points > max_drop:
-        print(f"warning: exported past the parity gate (--force): {parity.drop_points:.2f} pt lost, limit {max_drop:g}")
+    elif parity.failures(max_drop, min_agreement):
+        print(f"warning: exported past the parity gate (--force): {'; '.join(parity.failures(max_drop, min_agreement))}")
     print(f"ONNX model ({args.quantize or 'fp32'}, {size:.1f} MiB) written to {written} with its tokenizer, labels "
           f"and temperature; run it with `textlora predict {args.run_dir} --backend onnx --onnx {written}` or with "
           "onnxruntime alone (README: ONNX and int8)")
@@ -220,6 +222,9 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--max-drop", type=float, metavar="POINTS",
                         help="with --onnx: accuracy points the ONNX model may lose against torch fp32 on the run's "
                              "test rows before the export is refused (default 0.5)")
+    parser.add_argument("--min-agreement", type=float, metavar="PERCENT",
+                        help="with --onnx: percent of the run's test rows on which the ONNX model must give torch "
+                             "fp32's label before the export is refused (default 99)")
     parser.add_argument("--force", action="store_true",
                         help="with --onnx: export even past the parity gate, or when the test rows cannot be read")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

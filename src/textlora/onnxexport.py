@@ -48,6 +48,10 @@ QUANTIZE = ("int8",)
 OPSET = 18  # >= 17 (LayerNormalization as one op); what torch 2.13's dynamo exporter targets
 DEFAULT_MAX_DROP = 0.5
 """Accuracy points the ONNX model may lose against torch fp32 on the run's test rows."""
+DEFAULT_MIN_AGREEMENT = 99.0
+"""Percent of the run's test rows on which the ONNX model must give torch fp32's label. Accuracy
+alone misses a model that flips labels both ways: an int8 export of an untrained MiniLM flipped
+12.5 % of the labels and lost no accuracy."""
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf's 2 GB limit, with room: larger weights go beside model.onnx
 INSTALL_HINT = "pip install 'textlora[onnx]' (onnx, onnxruntime, onnxscript)"
@@ -182,9 +186,20 @@ class Parity:
                 f"{self.accuracy_torch:.2%} (torch fp32) -> {self.accuracy_onnx:.2%} (onnx {self.precision}), "
                 f"{self.change_points:+.2f} pt; largest probability difference {self.max_prob_diff:.2e}")
 
-    def as_dict(self, max_drop: float) -> dict[str, Any]:
+    def failures(self, max_drop: float, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> list[str]:
+        """What fails the gate, in words with the numbers (empty: it passes). `min_agreement` in percent."""
+        out = []
+        if self.drop_points > max_drop:
+            out.append(f"accuracy drop {self.drop_points:.2f} pt over the limit {max_drop:g} pt")
+        # 1e-9: an agreement of exactly the limit (99 of 100 rows at 99 %) passes despite float rounding.
+        if 100.0 * self.agreement < min_agreement - 1e-9:
+            out.append(f"label agreement {self.agreement:.2%} under the limit {min_agreement:g} %")
+        return out
+
+    def as_dict(self, max_drop: float, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> dict[str, Any]:
         return {"checked": True, **asdict(self), "accuracy_change_points": self.change_points,
-                "max_drop_points": max_drop, "passed": self.drop_points <= max_drop}
+                "max_drop_points": max_drop, "min_agreement_percent": min_agreement,
+                "passed": not self.failures(max_drop, min_agreement)}
 
 
 def parity_rows(run: RunDir) -> tuple[list[str], np.ndarray]:
@@ -313,13 +328,15 @@ def _versions() -> dict[str, str]:
 
 def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = None, overwrite: bool = False,
                 force: bool = False, max_drop: float = DEFAULT_MAX_DROP, base_model: str | None = None,
-                say: Callable[[str], None] = print, progress: bool = False) -> tuple[Path, Parity | None]:
+                say: Callable[[str], None] = print, progress: bool = False,
+                min_agreement: float = DEFAULT_MIN_AGREEMENT) -> tuple[Path, Parity | None]:
     """Export the run's merged fp32 classifier to `out` as ONNX (int8 with quantize="int8").
 
     Before the folder is put in place, the parity gate scores the run's test rows with the ONNX
-    model and the torch fp32 model: an accuracy drop above `max_drop` points, or test rows that
-    cannot be had, refuse the export unless `force`. Returns the folder and the parity (None when
-    it could not be checked).
+    model and the torch fp32 model: an accuracy drop above `max_drop` points, labels that agree
+    with torch fp32 on fewer than `min_agreement` percent of the rows, or test rows that cannot be
+    had, refuse the export unless `force`. Returns the folder and the parity (None when it could
+    not be checked).
     """
     from textlora.config import config_from_dict
     from textlora.export import check_destination, staged_folder
@@ -330,6 +347,8 @@ def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = Non
         raise TextloraError(f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZE)} or leave it out (fp32)")
     if max_drop < 0:
         raise TextloraError(f"--max-drop must be 0 or more accuracy points, got {max_drop:g}")
+    if not 0 <= min_agreement <= 100:
+        raise TextloraError(f"--min-agreement must be between 0 and 100 (percent of the test rows), got {min_agreement:g}")
     run = open_run(run_dir)
     if run.info.get("objective") == "seq2seq":
         raise TextloraError(f"ONNX export covers classification heads (objective classifier); run {str(run_dir)!r} "
@@ -367,10 +386,12 @@ def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = Non
             onnx_model = OnnxClassifier(_session(ort, path), folder)
             parity = check_parity(run, model, onnx_model, *rows, precision, progress=progress)
             say(f"parity: {parity.line()}")
-            if parity.drop_points > max_drop and not force:
-                raise TextloraError(f"the ONNX model fails the parity gate (limit {max_drop:g} pt): {parity.line()}; "
+            failures = parity.failures(max_drop, min_agreement)
+            if failures and not force:
+                raise TextloraError(f"the ONNX model fails the parity gate: {'; '.join(failures)} ({parity.line()}); "
                                     "pass --force to export it anyway")
-        write_json(folder / PARITY_FILE, parity.as_dict(max_drop) if parity else {"checked": False, "reason": unchecked})
+        write_json(folder / PARITY_FILE,
+                   parity.as_dict(max_drop, min_agreement) if parity else {"checked": False, "reason": unchecked})
         # The run's max_length as the tokenizer's own limit: a plain `tokenizer(texts, truncation=True)`
         # then cuts where the run did (head truncation; onnx.json names the run's strategy).
         tokenizer.model_max_length = model_cfg.max_length
