@@ -183,3 +183,26 @@ def tiny_decoder(out: Path, family: str) -> str:
         GPT2Model(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=0,
                              eos_token_id=1)).save_pretrained(out)
     return str(out)
+
+
+def reloaded_run_reproduces_its_metrics(run_dir):
+    """Predictor.from_run on the saved test rows gives metrics.json's final row."""
+    import json
+
+    import numpy as np
+
+    from textlora.config import load_config
+    from textlora.data import load_splits
+    from textlora.metrics import classification_metrics
+    from textlora.predict import Predictor
+    from textlora.runs import open_run
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cfg = load_config(run_dir / "config.yaml")
+    test = load_splits(cfg.data, cfg.seed).test
+    probs = Predictor.from_run(run_dir).predict_probs(list(test["text"]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    again = classification_metrics(test["label"].to_numpy(), probs, open_run(run_dir).label_names)
+    assert again["accuracy"] == metrics["final"]["accuracy"]
+    assert again["loss"] == pytest.approx(metrics["final"]["loss"], abs=1e-6)
+    return metrics

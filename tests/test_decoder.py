@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FILLER, NEGATIVE, POSITIVE, PROMPT_WORDS, train_tiny, word_level_tokenizer
+from conftest import (FILLER, NEGATIVE, POSITIVE, PROMPT_WORDS, reloaded_run_reproduces_its_metrics, train_tiny,
+                      word_level_tokenizer)
 from textlora.runs import open_run
 
 MIXED = ["great", "the movie was really quite boring and the plot was poor and dull", "loved it", "bad film",
@@ -330,10 +331,6 @@ def test_textlora_trains_on_a_gguf_file_and_predicts_from_the_run(tiny_gguf, rev
     """textlora train --model FILE.gguf, label words through the file's chat template; the run
     reloads its base model from the file and predicts what its metrics say."""
     from textlora.cli import main
-    from textlora.config import load_config
-    from textlora.data import load_splits
-    from textlora.metrics import classification_metrics
-    from textlora.predict import Predictor
 
     from conftest import one_thread, sets, tiny_overrides
 
@@ -345,13 +342,7 @@ def test_textlora_trains_on_a_gguf_file_and_predicts_from_the_run(tiny_gguf, rev
     run_dir = tmp_path / "gguf"
     info = open_run(run_dir).info
     assert info["base_model_source"] == str(path.resolve()) and info["prompt"]["style"] == "chat"
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = load_config(run_dir / "config.yaml")
-    test = load_splits(cfg.data, cfg.seed).test
-    probs = Predictor.from_run(run_dir).predict_probs(list(test["text"]))
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
-    again = classification_metrics(test["label"].to_numpy(), probs, open_run(run_dir).label_names)
-    assert again["loss"] == pytest.approx(metrics["final"]["loss"], abs=1e-6)
+    reloaded_run_reproduces_its_metrics(run_dir)
     capsys.readouterr()
     assert main(["predict", str(run_dir), "a great film", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] in ("negative", "positive")

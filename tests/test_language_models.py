@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_decoder, tiny_overrides
+from conftest import reloaded_run_reproduces_its_metrics, tiny_decoder, tiny_overrides
 from textlora.runs import open_run
 
 MIXED = ["great", "the movie was really quite boring and the plot was poor and dull", "loved it", "bad film",
@@ -30,24 +30,6 @@ def batched_equals_one_by_one(predictor):
         alone = np.vstack([predictor.predict_probs([t]) for t in MIXED])
         np.testing.assert_allclose(together, alone, atol=1e-5, err_msg=f"padding side {side}")
     predictor.tokenizer.padding_side = "right"
-
-
-def reloaded_run_reproduces_its_metrics(run_dir):
-    """Predictor.from_run on the saved test rows gives metrics.json's final row."""
-    from textlora.config import load_config
-    from textlora.data import load_splits
-    from textlora.metrics import classification_metrics
-    from textlora.predict import Predictor
-
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = load_config(run_dir / "config.yaml")
-    test = load_splits(cfg.data, cfg.seed).test
-    probs = Predictor.from_run(run_dir).predict_probs(list(test["text"]))
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
-    again = classification_metrics(test["label"].to_numpy(), probs, open_run(run_dir).label_names)
-    assert again["accuracy"] == metrics["final"]["accuracy"]
-    assert again["loss"] == pytest.approx(metrics["final"]["loss"], abs=1e-6)
-    return metrics
 
 
 # --------------------------------------------------------------------------- T5: label words

@@ -80,6 +80,8 @@ def test_export_writes_a_self_contained_folder_with_dynamic_axes(exported, tiny_
     assert parity["checked"] and parity["passed"] and parity["agreement"] == 1.0
     assert parity["rows"] == 100 and parity["max_prob_diff"] < 1e-4
     assert parity["accuracy_onnx"] == parity["accuracy_torch"]
+    assert parity["task"] == info["task"] == "classification" and parity["measure"] == "accuracy"
+    assert not (exported / "task.json").exists()  # classification has none
 
 
 def test_onnx_backend_equals_torch_fp32(exported, tiny_run):
@@ -221,7 +223,7 @@ def test_max_drop_is_the_threshold(tiny_run, tmp_path, monkeypatch, capsys):
         parity = check_parity(*args, **kwargs)
         from dataclasses import replace
 
-        return replace(parity, accuracy_onnx=parity.accuracy_torch - 0.01, agreement=0.99)
+        return replace(parity, metric_onnx=parity.metric_torch - 0.01, agreement=0.99)
 
     monkeypatch.setattr("textlora.onnxexport.check_parity", one_row_worse)
     code, _, err = run_cli(capsys, "export", tiny_run, "--onnx", tmp_path / "a", "--quiet")
@@ -336,14 +338,145 @@ def test_bad_input_one_line_each(tiny_run, exported, tmp_path, capsys):
     assert_one_line_error(code, err, r"was exported from run 'tiny' with other weights")
 
 
-def test_label_word_run_is_refused(tiny_run, tmp_path, capsys):
-    """The check comes before anything loads, so a run marked seq2seq stands in for a trained one."""
+@pytest.mark.parametrize("objective", ["seq2seq", "causal"])
+def test_label_word_run_is_refused(objective, tiny_run, tmp_path, capsys):
+    """The check comes before anything loads, so a run marked seq2seq (text-to-text) or causal (a decoder
+    scoring label words) stands in for a trained one."""
     fake = tmp_path / "labelwords"
     shutil.copytree(tiny_run, fake)
     info = json.loads((fake / "run.json").read_text())
-    (fake / "run.json").write_text(json.dumps({**info, "objective": "seq2seq"}))
+    (fake / "run.json").write_text(json.dumps({**info, "objective": objective}))
     code, _, err = run_cli(capsys, "export", fake, "--onnx", tmp_path / "out")
-    assert_one_line_error(code, err, r"ONNX export covers classification heads")
+    assert_one_line_error(code, err, r"ONNX export covers classification heads.*scores label words.*--merged")
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- task: multi_label and regression
+
+ML_TEXTS = ["the football match and the senate election", "an atom in the physics laboratory", "the news today",
+            "a goal , a vote and the laboratory report"]
+RATED = ["an awful film", "a perfect film", "the plot was okay", "quite a good story and a great actor"]
+
+
+@pytest.fixture(scope="module")
+def topics_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A tiny BERT LoRA run on keyword label sets; `task` unset: the list column makes it multi_label, and the
+    gate must read the rows back the same way."""
+    from conftest import train_tiny
+    from test_multilabel import keyword_sets
+
+    folder = tmp_path_factory.mktemp("onnx-ml")
+    keyword_sets(240).to_json(folder / "topics.jsonl", orient="records", lines=True)
+    return train_tiny(tiny_bert_dir, str(folder / "topics.jsonl"), folder / "runs", name="topics", baselines="[]",
+                      **{"data.label_column": "labels", "train.epochs": 8, "train.learning_rate": 5e-2})
+
+
+@pytest.fixture(scope="module")
+def rating_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    from conftest import train_tiny
+    from test_regression import BINS, rated_texts
+
+    folder = tmp_path_factory.mktemp("onnx-rg")
+    rated_texts(240).to_csv(folder / "rated.csv", index=False)
+    return train_tiny(tiny_bert_dir, str(folder / "rated.csv"), folder / "runs", name="rating", task="regression",
+                      baselines="[]", **{"data.label_column": "rating", "train.epochs": 10,
+                                         "data.label_bins": json.dumps(BINS)})
+
+
+def test_multilabel_export_gives_torchs_label_sets(topics_run, tmp_path, capsys):
+    from textlora.onnxexport import parity_rows
+    from textlora.predict import Predictor
+    from textlora.runs import open_run
+
+    run = open_run(topics_run)
+    assert run.task == "multi_label"
+    out = tmp_path / "topics-onnx"
+    code, printed, _ = run_cli(capsys, "export", topics_run, "--onnx", out, "--quiet")
+    assert code == 0 and re.search(r"parity: on the run's \d+ test rows, label sets agree on 100\.00%; micro F1 "
+                                   r"0\.\d{4} \(torch fp32\) -> 0\.\d{4} \(onnx fp32\), \+0\.00 pt", printed), printed
+    assert json.loads((out / "task.json").read_text()) == run.task_file
+    assert json.loads((out / "onnx.json").read_text())["task"] == "multi_label"
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["checked"] and parity["passed"] and parity["failures"] == []
+    assert (parity["task"], parity["measure"], parity["agreement_of"]) == ("multi_label", "f1_micro", "label sets")
+    assert parity["agreement"] == 1.0 and parity["max_prob_diff"] < 1e-4 and parity["min_agreement_percent"] == 99.0
+    assert parity["f1_micro_onnx"] == parity["f1_micro_torch"] and parity["f1_micro_change_points"] == 0.0
+    assert parity["f1_micro_torch"] == pytest.approx(run.record().final["f1_micro"], abs=1e-9)  # the run's own number
+
+    texts, _ = parity_rows(run)
+    assert parity["rows"] == len(texts)
+    sets = {backend: [p.labels for p in Predictor.from_run(topics_run, component="finetuned", **kwargs).predict(texts)]
+            for backend, kwargs in (("torch", {}), ("onnx", {"backend": "onnx", "onnx": out}))}
+    assert sets["onnx"] == sets["torch"] and any(sets["torch"]) and not all(sets["torch"])
+
+    rows = {}
+    for backend in ([], ["--backend", "onnx", "--onnx", out]):
+        code, printed, _ = run_cli(capsys, "predict", topics_run, "--json", *backend, *ML_TEXTS)
+        assert code == 0
+        rows[bool(backend)] = json.loads(printed)
+    assert [r["labels"] for r in rows[True]] == [r["labels"] for r in rows[False]]
+    for a, b in zip(rows[True], rows[False]):
+        assert a["thresholds"] == b["thresholds"]
+        assert max(abs(a["probabilities"][n] - b["probabilities"][n]) for n in b["probabilities"]) < 1e-4
+
+
+def test_regression_export_gives_torchs_values(rating_run, tmp_path, capsys):
+    from textlora.onnxexport import parity_rows
+    from textlora.runs import open_run
+
+    run = open_run(rating_run)
+    out = tmp_path / "rating-onnx"
+    code, printed, _ = run_cli(capsys, "export", rating_run, "--onnx", out, "--quiet")
+    assert code == 0 and re.search(r"parity: on the run's \d+ test rows, MAE [\d.]+ \(torch fp32\) -> [\d.]+ "
+                                   r"\(onnx fp32\), .* in the target's units .*largest value difference .*label "
+                                   r"agreement does not apply", printed), printed
+    assert "agree on" not in printed
+    assert json.loads((out / "task.json").read_text()) == run.task_file
+    assert json.loads((out / "onnx.json").read_text())["task"] == "regression"
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["checked"] and parity["passed"] and (parity["task"], parity["measure"]) == ("regression", "mae")
+    assert parity["agreement"] is None and parity["min_agreement_percent"] is None and "max_prob_diff" not in parity
+    assert parity["max_value_diff"] < 1e-4 and abs(parity["mae_increase"]) < 1e-4
+    assert parity["target_std"] == run.task_file["scale"]["std"] > 0
+    assert parity["max_mae_increase"] == pytest.approx(0.005 * parity["target_std"])  # default --max-drop 0.5
+    assert parity["mae_torch"] == pytest.approx(run.record().final["mae"], abs=1e-6)
+
+    texts, _ = parity_rows(run)
+    torch_values = probs_of(rating_run, texts, component="finetuned")
+    onnx_values = probs_of(rating_run, texts, component="finetuned", backend="onnx", onnx=out)
+    assert torch_values.shape == (len(texts),) and np.ptp(torch_values) > 1  # a model that predicts numbers
+    np.testing.assert_allclose(onnx_values, torch_values, atol=1e-4, rtol=0)
+
+    rows = {}
+    for backend in ([], ["--backend", "onnx", "--onnx", out]):
+        code, printed, _ = run_cli(capsys, "predict", rating_run, "--json", *backend, *RATED)
+        assert code == 0
+        rows[bool(backend)] = json.loads(printed)
+    assert [r["bin"] for r in rows[True]] == [r["bin"] for r in rows[False]]
+    np.testing.assert_allclose([r["value"] for r in rows[True]], [r["value"] for r in rows[False]], atol=1e-4, rtol=0)
+
+
+def test_gate_measures_per_task():
+    """What fails, in words and numbers: micro F1 points and label sets for multi_label; for regression the
+    MAE increase against --max-drop percent of the training target's standard deviation, never agreement."""
+    from textlora.onnxexport import Parity
+
+    ml = Parity(rows=50, agreement=0.96, metric_torch=0.80, metric_onnx=0.79, max_diff=0.2, precision="int8",
+                task="multi_label")
+    assert ml.failures(0.5) == ["micro F1 drop 1.00 pt over the limit 0.5 pt",
+                                "label-set agreement 96.00% under the limit 99 %"]
+    assert ml.failures(1.5, 95) == []
+    rg = Parity(rows=50, agreement=None, metric_torch=1.00, metric_onnx=1.03, max_diff=0.4, precision="int8",
+                task="regression", target_std=2.0)
+    assert rg.failures(0.5, 100) == ["MAE increase 0.03 over the limit 0.01 (0.5 % of the training target's "
+                                     "standard deviation 2)"]
+    assert rg.failures(1.5, 100) == [] and rg.change_points == pytest.approx(1.5)
+    record = rg.as_dict(1.0)
+    assert record["passed"] is False and record["max_mae_increase"] == pytest.approx(0.02)
+    assert record["agreement"] is None and record["min_agreement_percent"] is None
+    better = Parity(rows=50, agreement=None, metric_torch=1.0, metric_onnx=0.9, max_diff=0.4, precision="int8",
+                    task="regression", target_std=2.0)
+    assert better.failures(0.0) == []  # a lower MAE never fails
 
 
 # --------------------------------------------------------------------------- the packaged MiniLM

@@ -220,11 +220,14 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--quantize", choices=("int8",),
                         help="with --onnx: dynamic int8 quantization of the MatMul/Gemm weights (onnxruntime)")
     parser.add_argument("--max-drop", type=float, metavar="POINTS",
-                        help="with --onnx: accuracy points the ONNX model may lose against torch fp32 on the run's "
-                             "test rows before the export is refused (default 0.5)")
+                        help="with --onnx: what the ONNX model may lose against torch fp32 on the run's test rows "
+                             "before the export is refused: accuracy points (classification), micro F1 points "
+                             "(multi_label), or an MAE increase in percent of the training target's standard "
+                             "deviation (regression) (default 0.5)")
     parser.add_argument("--min-agreement", type=float, metavar="PERCENT",
                         help="with --onnx: percent of the run's test rows on which the ONNX model must give torch "
-                             "fp32's label before the export is refused (default 99)")
+                             "fp32's label (multi_label: the identical label set; not checked for regression) "
+                             "before the export is refused (default 99)")
     parser.add_argument("--force", action="store_true",
                         help="with --onnx: export even past the parity gate, or when the test rows cannot be read")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,8 +7,10 @@ model that predict / serve / ui run with `--backend onnx`.
 The exported folder is self-contained: model.onnx (inputs input_ids, attention_mask and, where the
 tokenizer makes them, token_type_ids, with dynamic batch and sequence axes; output logits), the
 tokenizer, labels.json and config.json (id2label), calibration.json (divide the logits by its
-temperature before the softmax), ship.json + classical/ when the run ships an ensemble or a classical
-row, onnx.json (what was exported, from which run) and parity.json (the gate's numbers).
+temperature before the softmax), task.json for task: multi_label (the sigmoid of each logit against
+that label's threshold, ["thresholds"]["finetuned"]) and task: regression (the one output is the
+number itself), ship.json + classical/ when the run ships an ensemble or a classical row, onnx.json
+(what was exported, from which run, its task) and parity.json (the gate's numbers and measure).
 
 Exporter: torch.onnx.export(dynamo=True), the torch.export-based path and torch's default since 2.9;
 it needs onnxscript. The TorchScript exporter (dynamo=False) still runs in torch 2.13 but is
@@ -30,15 +32,16 @@ import json
 import logging
 import shutil
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from textlora.config import LABEL_WORD_OBJECTIVES
 from textlora.errors import TextloraError
-from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, RunDir, open_run, write_json
+from textlora.runs import CALIBRATION_FILE, CLASSICAL_DIR, SHIP_FILE, TASK_FILE, RunDir, open_run, write_json
 
 ONNX_FILE = "model.onnx"
 INFO_FILE = "onnx.json"
@@ -47,9 +50,12 @@ FORMAT = 1
 QUANTIZE = ("int8",)
 OPSET = 18  # >= 17 (LayerNormalization as one op); what torch 2.13's dynamo exporter targets
 DEFAULT_MAX_DROP = 0.5
-"""Accuracy points the ONNX model may lose against torch fp32 on the run's test rows."""
+"""What the ONNX model may lose against torch fp32 on the run's test rows: accuracy points
+(classification), micro F1 points (multi_label), or an MAE increase of this percent of the training
+target's standard deviation (regression: 0.5 % of the spread of the target, in its units)."""
 DEFAULT_MIN_AGREEMENT = 99.0
-"""Percent of the run's test rows on which the ONNX model must give torch fp32's label. Accuracy
+"""Percent of the run's test rows on which the ONNX model must give torch fp32's label (multi_label:
+the identical label set; regression has no labels and no agreement gate). Accuracy
 alone misses a model that flips labels both ways: an int8 export of an untrained MiniLM flipped
 12.5 % of the labels and lost no accuracy."""
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -159,62 +165,129 @@ def _session(ort, path: Path):
 # --------------------------------------------------------------------------- parity
 
 
+MEASURES = {"classification": "accuracy", "multi_label": "f1_micro", "regression": "mae"}
+"""What the gate compares per task: accuracy, micro F1 (each label against its threshold from task.json), or MAE
+in the target's units."""
+
+
 @dataclass(frozen=True)
 class Parity:
-    """The ONNX model against the torch fp32 merged model on the run's own test rows (calibrated)."""
+    """The ONNX model against the torch fp32 merged model on the run's own test rows (calibrated).
+
+    The measure depends on the run's task: classification compares accuracy and argmax labels;
+    multi_label compares micro F1 and label sets (each label's sigmoid probability against its
+    threshold in task.json, "finetuned"); regression compares MAE in the target's units (label
+    agreement does not apply: `agreement` is None)."""
 
     rows: int
-    agreement: float
-    """Share of rows where both give the same label."""
-    accuracy_torch: float
-    accuracy_onnx: float
-    max_prob_diff: float
-    """Largest absolute difference of any class probability."""
+    agreement: float | None
+    """Share of rows where both give the same label (multi_label: the same label set); None for regression."""
+    metric_torch: float
+    """The task's measure (MEASURES) of torch fp32 on the rows."""
+    metric_onnx: float
+    max_diff: float
+    """Largest absolute difference of any class / label probability (regression: of any predicted value)."""
     precision: str
+    task: str = "classification"
+    target_std: float | None = None
+    """regression: the training target's standard deviation (task.json), the unit of the MAE limit."""
+
+    @property
+    def measure(self) -> str:
+        return MEASURES[self.task]
 
     @property
     def change_points(self) -> float:
-        """Accuracy points gained by the ONNX model (negative: lost); + 0.0 turns -0.0 into 0.0."""
-        return 100.0 * (self.accuracy_onnx - self.accuracy_torch) + 0.0
+        """Accuracy / micro F1 points gained by the ONNX model (negative: lost); + 0.0 turns -0.0 into 0.0.
+        regression: the MAE change in hundredths of the training target's standard deviation (positive: worse)."""
+        if self.task == "regression":
+            return 100.0 * self.mae_increase / self.target_std + 0.0
+        return 100.0 * (self.metric_onnx - self.metric_torch) + 0.0
 
     @property
     def drop_points(self) -> float:
-        return -self.change_points + 0.0
+        """What --max-drop limits: accuracy / micro F1 points lost, or (regression) the MAE increase in
+        percent of the training target's standard deviation."""
+        return self.change_points if self.task == "regression" else -self.change_points + 0.0
+
+    @property
+    def mae_increase(self) -> float:
+        """regression: ONNX MAE minus torch fp32 MAE, in the target's units (positive: worse)."""
+        return self.metric_onnx - self.metric_torch + 0.0
+
+    def max_mae_increase(self, max_drop: float) -> float:
+        """regression: the MAE increase the gate allows, in the target's units."""
+        return max_drop / 100.0 * self.target_std
 
     def line(self) -> str:
+        tail = f"(onnx {self.precision})"
+        if self.task == "regression":
+            return (f"on the run's {self.rows} test rows, MAE {self.metric_torch:.4g} (torch fp32) -> "
+                    f"{self.metric_onnx:.4g} {tail}, {self.mae_increase:+.3g} in the target's units "
+                    f"({self.change_points:+.2f} % of its training standard deviation {self.target_std:.4g}); "
+                    f"largest value difference {self.max_diff:.2e}; label agreement does not apply")
+        if self.task == "multi_label":
+            return (f"on the run's {self.rows} test rows, label sets agree on {self.agreement:.2%}; micro F1 "
+                    f"{self.metric_torch:.4f} (torch fp32) -> {self.metric_onnx:.4f} {tail}, "
+                    f"{self.change_points:+.2f} pt; largest probability difference {self.max_diff:.2e}")
         return (f"on the run's {self.rows} test rows, labels agree on {self.agreement:.2%}; accuracy "
-                f"{self.accuracy_torch:.2%} (torch fp32) -> {self.accuracy_onnx:.2%} (onnx {self.precision}), "
-                f"{self.change_points:+.2f} pt; largest probability difference {self.max_prob_diff:.2e}")
+                f"{self.metric_torch:.2%} (torch fp32) -> {self.metric_onnx:.2%} {tail}, "
+                f"{self.change_points:+.2f} pt; largest probability difference {self.max_diff:.2e}")
 
     def failures(self, max_drop: float, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> list[str]:
         """What fails the gate, in words with the numbers (empty: it passes). `min_agreement` in percent."""
         out = []
+        if self.task == "regression":
+            limit = self.max_mae_increase(max_drop)
+            # 1e-12 of the scale: an ONNX model equal to torch but for float rounding passes at --max-drop 0.
+            if self.mae_increase > limit + 1e-12 * self.target_std:
+                out.append(f"MAE increase {self.mae_increase:.4g} over the limit {limit:.4g} ({max_drop:g} % of the "
+                           f"training target's standard deviation {self.target_std:.4g})")
+            return out
         if self.drop_points > max_drop:
-            out.append(f"accuracy drop {self.drop_points:.2f} pt over the limit {max_drop:g} pt")
+            what = "micro F1" if self.task == "multi_label" else "accuracy"
+            out.append(f"{what} drop {self.drop_points:.2f} pt over the limit {max_drop:g} pt")
         # 1e-9: an agreement of exactly the limit (99 of 100 rows at 99 %) passes despite float rounding.
         if 100.0 * self.agreement < min_agreement - 1e-9:
-            out.append(f"label agreement {self.agreement:.2%} under the limit {min_agreement:g} %")
+            what = "label-set" if self.task == "multi_label" else "label"
+            out.append(f"{what} agreement {self.agreement:.2%} under the limit {min_agreement:g} %")
         return out
 
     def as_dict(self, max_drop: float, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> dict[str, Any]:
-        return {"checked": True, **asdict(self), "accuracy_change_points": self.change_points,
-                "max_drop_points": max_drop, "min_agreement_percent": min_agreement,
-                "passed": not self.failures(max_drop, min_agreement)}
+        """parity.json: which measure the gate used, both models' values of it, and the limits."""
+        m = self.measure
+        out: dict[str, Any] = {
+            "checked": True, "task": self.task, "measure": m, "rows": self.rows, "precision": self.precision,
+            f"{m}_torch": self.metric_torch, f"{m}_onnx": self.metric_onnx,
+        }
+        if self.task == "regression":
+            out.update(mae_increase=self.mae_increase, max_value_diff=self.max_diff, target_std=self.target_std,
+                       max_drop_percent_of_std=max_drop, max_mae_increase=self.max_mae_increase(max_drop),
+                       agreement=None, min_agreement_percent=None)
+        else:
+            out.update({f"{m}_change_points": self.change_points, "max_prob_diff": self.max_diff,
+                        "max_drop_points": max_drop, "agreement": self.agreement,
+                        "agreement_of": "label sets" if self.task == "multi_label" else "labels",
+                        "min_agreement_percent": min_agreement})
+        failures = self.failures(max_drop, min_agreement)
+        return {**out, "passed": not failures, "failures": failures}
 
 
 def parity_rows(run: RunDir) -> tuple[list[str], np.ndarray]:
-    """The run's test texts and labels, reloaded from its data (a run folder keeps no texts).
+    """The run's test texts and labels (tasks.label_array form: class ids, (n, K) multi-hot, numbers),
+    reloaded from its data (a run folder keeps no texts).
 
-    The data is read again with the run's own config and seed; its fingerprint must equal the
+    The data is read again with the run's own config, seed and task; its fingerprint must equal the
     recorded one and its test labels the recorded ones, or the rows are not the run's. Raises
     TextloraError saying why when they cannot be had.
     """
     from textlora.config import config_from_dict
     from textlora.data import fingerprint, load_splits
+    from textlora.tasks import label_array
 
     cfg = config_from_dict(run.config())
     try:
-        splits = load_splits(cfg.data, cfg.seed)
+        splits = load_splits(cfg.data, cfg.seed, cfg.task)
     except TextloraError as err:
         raise TextloraError(f"the run's data {cfg.data.source!r} cannot be read ({err})") from None
     except (OSError, ValueError) as err:  # hub and file readers raise these when the data is gone
@@ -222,7 +295,10 @@ def parity_rows(run: RunDir) -> tuple[list[str], np.ndarray]:
         raise TextloraError(f"the run's data {cfg.data.source!r} cannot be read ({first})") from None
     recorded = run.record().data.get("fingerprint")
     found = fingerprint(splits)
-    labels = splits.test["label"].to_numpy()
+    if run.task == "classification":
+        labels = splits.test["label"].to_numpy()
+    else:
+        labels = label_array(run.task, splits.test["label"], len(run.label_names))
     if recorded != found or not np.array_equal(labels, np.asarray(run.test_probs()["labels"])):
         raise TextloraError(f"the run's data {cfg.data.source!r} changed since training (fingerprint {found}, "
                             f"the run recorded {recorded})")
@@ -231,20 +307,30 @@ def parity_rows(run: RunDir) -> tuple[list[str], np.ndarray]:
 
 def check_parity(run: RunDir, torch_model, onnx_model, texts: Sequence[str], labels: np.ndarray,
                  precision: str, batch_size: int = 64, progress: bool = False) -> Parity:
-    """Score the rows with both models through Predictor (same preprocessing, truncation, temperature)."""
+    """Score the rows with both models through Predictor (same preprocessing, truncation, temperature,
+    thresholds): what each decides (labels, label sets, numbers) and the task's measure on the labels."""
     from textlora.predict import Predictor
 
-    probs = [Predictor.for_model(run, model, batch_size, component="finetuned").predict_probs(texts, progress)
-             for model in (torch_model, onnx_model)]
-    torch_labels, onnx_labels = probs[0].argmax(1), probs[1].argmax(1)
-    return Parity(
-        rows=len(labels),
-        agreement=float((torch_labels == onnx_labels).mean()),
-        accuracy_torch=float((torch_labels == labels).mean()),
-        accuracy_onnx=float((onnx_labels == labels).mean()),
-        max_prob_diff=float(np.abs(probs[0] - probs[1]).max()),
-        precision=precision,
-    )
+    predictors = [Predictor.for_model(run, model, batch_size, component="finetuned") for model in (torch_model, onnx_model)]
+    outputs = [p.predict_probs(texts, progress) for p in predictors]
+    max_diff = float(np.abs(outputs[0] - outputs[1]).max()) if len(labels) else 0.0
+    common = {"rows": len(labels), "max_diff": max_diff, "precision": precision, "task": run.task}
+    if run.task == "regression":
+        maes = [float(np.abs(np.asarray(o, dtype=np.float64) - labels).mean()) for o in outputs]
+        return Parity(agreement=None, metric_torch=maes[0], metric_onnx=maes[1],
+                      target_std=float(run.task_file["scale"]["std"]), **common)
+    if run.task == "multi_label":
+        from textlora.multilabel import multilabel_metrics, predict_sets
+
+        thresholds = predictors[0].thresholds
+        sets = [predict_sets(o, thresholds) for o in outputs]
+        f1 = [multilabel_metrics(labels, o, run.label_names, thresholds)["f1_micro"] for o in outputs]
+        return Parity(agreement=float((sets[0] == sets[1]).all(axis=1).mean()), metric_torch=f1[0],
+                      metric_onnx=f1[1], **common)
+    torch_labels, onnx_labels = outputs[0].argmax(1), outputs[1].argmax(1)
+    return Parity(agreement=float((torch_labels == onnx_labels).mean()),
+                  metric_torch=float((torch_labels == labels).mean()),
+                  metric_onnx=float((onnx_labels == labels).mean()), **common)
 
 
 # --------------------------------------------------------------------------- export
@@ -333,10 +419,11 @@ def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = Non
     """Export the run's merged fp32 classifier to `out` as ONNX (int8 with quantize="int8").
 
     Before the folder is put in place, the parity gate scores the run's test rows with the ONNX
-    model and the torch fp32 model: an accuracy drop above `max_drop` points, labels that agree
-    with torch fp32 on fewer than `min_agreement` percent of the rows, or test rows that cannot be
-    had, refuse the export unless `force`. Returns the folder and the parity (None when it could
-    not be checked).
+    model and the torch fp32 model: an accuracy (multi_label: micro F1) drop above `max_drop`
+    points, labels (label sets) that agree with torch fp32 on fewer than `min_agreement` percent of
+    the rows, for regression an MAE increase above `max_drop` percent of the training target's
+    standard deviation, or test rows that cannot be had, refuse the export unless `force`. Returns
+    the folder and the parity (None when it could not be checked).
     """
     from textlora.config import config_from_dict
     from textlora.export import check_destination, staged_folder
@@ -346,11 +433,12 @@ def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = Non
     if quantize not in (None, *QUANTIZE):
         raise TextloraError(f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZE)} or leave it out (fp32)")
     if max_drop < 0:
-        raise TextloraError(f"--max-drop must be 0 or more accuracy points, got {max_drop:g}")
+        raise TextloraError(f"--max-drop must be 0 or more (accuracy or micro F1 points; regression: percent of "
+                            f"the target's standard deviation), got {max_drop:g}")
     if not 0 <= min_agreement <= 100:
         raise TextloraError(f"--min-agreement must be between 0 and 100 (percent of the test rows), got {min_agreement:g}")
     run = open_run(run_dir)
-    if run.info.get("objective") == "seq2seq":
+    if run.info.get("objective") in LABEL_WORD_OBJECTIVES:
         raise TextloraError(f"ONNX export covers classification heads (objective classifier); run {str(run_dir)!r} "
                             "scores label words with a language model, export it with --merged")
     try:
@@ -400,14 +488,15 @@ def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = Non
         model.config.label2id = {name: i for i, name in enumerate(run.label_names)}
         model.config.save_pretrained(str(folder))
         shutil.copy2(run.path / "labels.json", folder / "labels.json")
-        for name in (CALIBRATION_FILE, SHIP_FILE):
+        for name in (CALIBRATION_FILE, SHIP_FILE, TASK_FILE):  # task.json: thresholds / target and bins
             if (run.path / name).is_file():
                 shutil.copy2(run.path / name, folder / name)
-        ship = run.json_file(SHIP_FILE) or {}
+        ship = run.ship_plan
         if ship.get("partner"):  # an ensemble or a classical row ships: its model travels too
             shutil.copytree(run.path / CLASSICAL_DIR / ship["partner"], folder / CLASSICAL_DIR / ship["partner"])
         write_json(folder / INFO_FILE, {
-            "format": FORMAT, "run": run.info.get("name", run.path.name), "method": run.info.get("method"),
+            "format": FORMAT, "run": run.info.get("name", run.path.name), "task": run.task,
+            "method": run.info.get("method"),
             "base_model": run.info.get("base_model"), "label_names": run.label_names, "inputs": names,
             "output": "logits", "opset": OPSET, "precision": precision, "max_length": model_cfg.max_length,
             "truncation": run.info.get("truncation") or model_cfg.truncation, "artifact_sha256": artifact_digest(run),
