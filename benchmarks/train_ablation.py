@@ -21,9 +21,11 @@ same head truncation at --max-length. Variants:
 - no_bf16_frozen: textlora in bf16 autocast but with the frozen base kept in fp32. There is no
   config key: the benchmark makes textlora.train.hold_frozen_weights_in_bf16 a no-op;
 - fp32: textlora with train.precision: fp32 (no autocast, no bf16 weights);
-- bf16_linear_only (not in `all`; a candidate fix, not a lever): textlora with only the frozen
-  Linear weights held in bf16, LayerNorm and embedding weights left fp32, so the residual stream
-  stays fp32 under autocast (benchmark-side replacement of hold_frozen_weights_in_bf16).
+- bf16_linear_only (not in `all`): only the frozen Linear weights held in bf16, LayerNorm and
+  embedding weights left fp32, so the residual stream stays fp32 under autocast. What textlora's
+  hold_frozen_weights_in_bf16 does since 2026-11-28 (adopted after train_ablation_speed.json: the
+  same speed, autocast's own numerics); in results written before that, `textlora` held every
+  frozen weight in bf16 and this variant was the candidate. Since then the two are the same.
 
 Timed region, the same for every variant: the optimizer steps only. A step counts from fetching
 its batch (sampler, collation) through forward, backward, the optimizer and scheduler step, to
