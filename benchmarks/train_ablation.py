@@ -37,7 +37,7 @@ record each batch's shape. The wall time of the whole call is recorded beside it
 Accuracy on --eval-rows held-out IMDB test reviews, outside the timed region, as textlora ships a
 model: the trained trainable tensors (LoRA, pooler, head) loaded onto a fresh fp32 base, merged
 in fp32, scored in fp32. With --diagnose, the variants that hold the frozen base in bf16 are also
-scored as benchmarks/train_throughput.py did (merged into the bf16 base, then cast to fp32), and
+scored as the earlier train_throughput.py (removed) did (merged into the bf16 base, then cast to fp32), and
 as trained (unmerged, bf16 base, under autocast); --numerics compares the forward pass of the
 three precision set-ups on the same batch before training. Both separate what the model learned
 from what evaluation loses.
