@@ -179,16 +179,19 @@ class LoopTimer:
 
 
 def hold_frozen_linear_weights_in_bf16(model: torch.nn.Module) -> int:
-    """hold_frozen_weights_in_bf16 restricted to nn.Linear weights and biases: LayerNorm and embedding
-    weights stay fp32, so under autocast the residual stream and LayerNorm outputs stay fp32."""
-    cast = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            for param in module.parameters(recurse=False):
-                if not param.requires_grad and param.dtype == torch.float32:
-                    param.data = param.data.to(torch.bfloat16)
-                    cast += param.numel()
-    return cast
+    """Only the frozen nn.Linear weights in bf16: textlora's own hold_frozen_weights_in_bf16 since
+    2026-11-28 (it held every frozen weight before; `textlora` in results written before then)."""
+    from textlora.precision import hold_frozen_weights_in_bf16
+
+    return hold_frozen_weights_in_bf16(model)
+
+
+def hold_every_frozen_weight_in_bf16(model: torch.nn.Module) -> None:
+    """What textlora did before 2026-11-28, kept for --numerics: LayerNorm and embedding weights
+    in bf16 too, which makes the LayerNorm outputs (the residual stream) bf16 under autocast."""
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype == torch.float32:
+            param.data = param.data.to(torch.bfloat16)
 
 
 @contextlib.contextmanager
@@ -389,7 +392,6 @@ def numerics(source: str, test: pd.DataFrame, max_length: int, seed: int) -> dic
     from textlora.config import ModelConfig
     from textlora.encode import encode_texts
     from textlora.models import build_model, load_tokenizer
-    from textlora.precision import hold_frozen_weights_in_bf16
 
     tokenizer = load_tokenizer(source)
     model, _ = build_model(textlora_config(source, max_length, seed, 1, 16, 1e-3, {}), source, ["0", "1"], tokenizer)
@@ -397,7 +399,7 @@ def numerics(source: str, test: pd.DataFrame, max_length: int, seed: int) -> dic
     encoded = encode_texts(tokenizer, list(test.text[:32]), ModelConfig(max_length=max_length, truncation="head"))
     batch = tokenizer.pad([{k: encoded[k][i] for k in encoded} for i in range(32)], return_tensors="pt")
     held = copy.deepcopy(model)
-    hold_frozen_weights_in_bf16(held)
+    hold_every_frozen_weight_in_bf16(held)
     linear_only = copy.deepcopy(model)
     hold_frozen_linear_weights_in_bf16(linear_only)
     out = {}

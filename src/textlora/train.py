@@ -199,7 +199,10 @@ class TextloraTrainer(Trainer):
         if self._scorer is None:  # self.model: the bare PeftModel, whatever wraps `model` for evaluation
             self._scorer = LabelWordClassifier(self.model, self.label_targets).to(inputs["input_ids"].device)
         classes = classes_of(inputs["labels"], self.label_targets)
-        with torch.no_grad(), self.autocast_smart_context_manager():
+        # The scorer runs self.model, which accelerate did not wrap in autocast (only `model` is), and
+        # Trainer.autocast_smart_context_manager is a no-op since transformers 5: accelerate's own
+        # autocast, or the bf16-held Linear weights would meet fp32 activations.
+        with torch.no_grad(), self.accelerator.autocast():
             scores = self._scorer.score(inputs["input_ids"], inputs.get("attention_mask")).float()
         loss = torch.nn.functional.cross_entropy(scores, classes)  # log loss over the classes, as in every other row
         return loss.detach(), (None if prediction_loss_only else scores.detach()), classes
