@@ -387,9 +387,25 @@ def write_onnx(model, tokenizer, path: Path) -> list[str]:
     return names
 
 
-def quantize_int8(source: Path, target: Path) -> None:
+INT8_SETTINGS: dict[str, dict[str, Any]] = {
+    "per_tensor": {},
+    "per_channel": {"per_channel": True},
+    "per_tensor_7bit": {"reduce_range": True},
+    "per_channel_7bit": {"per_channel": True, "reduce_range": True},
+}
+"""quantize_dynamic's weight options, by name. per_channel: one scale per output column instead of
+one per matrix, so a column of small weights keeps its resolution. reduce_range: weights in 7 bits.
+On CPUs without VNNI (AVX2 only), onnxruntime's u8 x s8 kernel adds pairs of products in int16
+(vpmaddubsw) and saturates with full-range weights; 7-bit weights cannot. The export may run on
+any CPU, so the default must hold on those. benchmarks/int8_options.py compares them on rows that
+are neither the run's training nor its test rows (benchmarks/results/int8_options.json)."""
+INT8_DEFAULT = "per_channel_7bit"
+
+
+def quantize_int8(source: Path, target: Path, setting: str = INT8_DEFAULT) -> None:
     """Dynamic int8 quantization (onnxruntime): MatMul/Gemm weights stored as int8, activations
-    quantized per batch at run time; embeddings and layer norms stay fp32.
+    quantized per batch at run time; embeddings and layer norms stay fp32. `setting`: a name in
+    INT8_SETTINGS.
 
     onnxruntime suggests its quant_pre_process first; its symbolic shape inference fails on the
     dynamo exporter's graphs (checked with BERT), and quantize_dynamic needs no shapes."""
@@ -397,7 +413,8 @@ def quantize_int8(source: Path, target: Path) -> None:
 
     with _quiet():
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         use_external_data_format=(source.parent / f"{source.name}.data").exists())
+                         use_external_data_format=(source.parent / f"{source.name}.data").exists(),
+                         **INT8_SETTINGS[setting])
 
 
 def _versions() -> dict[str, str]:
@@ -499,6 +516,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, quantize: str | None = Non
             "method": run.info.get("method"),
             "base_model": run.info.get("base_model"), "label_names": run.label_names, "inputs": names,
             "output": "logits", "opset": OPSET, "precision": precision, "max_length": model_cfg.max_length,
+            "int8_setting": {"name": INT8_DEFAULT, **INT8_SETTINGS[INT8_DEFAULT]} if quantize else None,
             "truncation": run.info.get("truncation") or model_cfg.truncation, "artifact_sha256": artifact_digest(run),
             "exporter": "torch.onnx.export(dynamo=True)", "versions": _versions(),
         })
