@@ -11,12 +11,17 @@ same head truncation at --max-length. Variants:
 - reference: written as the Trainer tutorials and the seeds do it: padding="max_length", fp32, the
   model's own attention dropout (0.1), the default collator, random batches;
 - textlora: textlora's config and train stage (textlora.models.build_model, textlora.train.train_model)
-  with every lever on: dynamic padding, length-grouped batches, attention dropout 0 (the fused SDPA
-  kernel), precision auto (bf16 autocast with the frozen base held in bf16 where bf16 is native);
+  with every lever on: dynamic padding, length-grouped batches (served in random order since
+  2026-12-05; in results written before, in transformers' order, the variant sorted_length_groups
+  now), attention dropout 0 (the fused SDPA kernel), precision auto (bf16 autocast with the frozen
+  Linear weights held in bf16 where bf16 is native);
 - no_dynamic_padding: textlora, every batch padded to max_length. There is no config key for it:
   the benchmark swaps the collator that train_model builds (transformers.DataCollatorWithPadding)
   for one that pads to max_length. The batch order stays textlora's (lengths come from the rows);
 - no_length_grouping: textlora with train.group_by_length: false (random batches);
+- sorted_length_groups: textlora's length-grouped batches in transformers' order: each mega-batch
+  of 50 batches from the longest texts to the shortest, a sawtooth (what textlora did before
+  2026-12-05). No config key: the benchmark sets ShuffledLengthGroupedSampler.shuffle_batches;
 - model_attention_dropout: textlora with model.attention_dropout: null (the model's 0.1);
 - no_bf16_frozen: textlora in bf16 autocast but with the frozen base kept in fp32. There is no
   config key: the benchmark makes textlora.train.hold_frozen_weights_in_bf16 a no-op;
@@ -69,13 +74,14 @@ from common import write_result  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-VARIANTS = ("reference", "textlora", "no_dynamic_padding", "no_length_grouping", "model_attention_dropout",
-            "no_bf16_frozen", "fp32")
+VARIANTS = ("reference", "textlora", "no_dynamic_padding", "no_length_grouping", "sorted_length_groups",
+            "model_attention_dropout", "no_bf16_frozen", "fp32")
 EXTRA_VARIANTS = ("bf16_linear_only",)
 """Run only when named: candidate fixes, not levers of the issue."""
 LEVER_OF = {
     "no_dynamic_padding": "dynamic padding",
     "no_length_grouping": "length-grouped batches",
+    "sorted_length_groups": "length-grouped batches in random order (transformers' sawtooth order instead)",
     "model_attention_dropout": "attention dropout 0",
     "no_bf16_frozen": "frozen base held in bf16 (autocast stays on)",
     "fp32": "bf16 altogether (autocast and bf16 frozen weights)",
@@ -211,6 +217,14 @@ def switched_off(variant: str, max_length: int):
             yield
         finally:
             transformers.DataCollatorWithPadding = original
+    elif variant == "sorted_length_groups":
+        from textlora.train import ShuffledLengthGroupedSampler
+
+        ShuffledLengthGroupedSampler.shuffle_batches = False
+        try:
+            yield
+        finally:
+            ShuffledLengthGroupedSampler.shuffle_batches = True
     elif variant in ("no_bf16_frozen", "bf16_linear_only"):
         import textlora.train
 
@@ -275,7 +289,7 @@ def reference_run(source: str, train: pd.DataFrame, max_length: int, seed: int, 
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
     model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=LORA["r"], lora_alpha=LORA["alpha"],
                                              lora_dropout=LORA["dropout"], target_modules=LORA["target_modules"],
-                                             modules_to_save=LORA["modules_to_save"]))
+                                             modules_to_save=list(LORA["modules_to_save"])))  # peft appends to it
     dataset = datasets.Dataset.from_pandas(train[["text", "label"]]).map(
         lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=max_length), batched=True)
     args = TrainingArguments(output_dir=str(work), max_steps=steps, per_device_train_batch_size=batch_size,
@@ -300,7 +314,7 @@ def textlora_config(source: str, max_length: int, seed: int, steps: int, batch_s
 
     raw = {
         "seed": seed, "model": {"name": source, "max_length": max_length, "truncation": "head"},
-        "lora": dict(LORA),
+        "lora": {k: list(v) if isinstance(v, list) else v for k, v in LORA.items()},  # peft appends to lists
         # The reference's optimisation settings (weight decay 0.01, no warm-up, linear decay): only the levers differ.
         "train": {"epochs": 1, "batch_size": batch_size, "learning_rate": lr, "weight_decay": 0.01,
                   "warmup_ratio": 0.0},
@@ -312,7 +326,7 @@ def textlora_config(source: str, max_length: int, seed: int, steps: int, batch_s
 
 
 VARIANT_CONFIG = {
-    "textlora": {}, "no_dynamic_padding": {}, "no_bf16_frozen": {}, "bf16_linear_only": {},
+    "textlora": {}, "no_dynamic_padding": {}, "no_bf16_frozen": {}, "bf16_linear_only": {}, "sorted_length_groups": {},
     "no_length_grouping": {"train.group_by_length": False},
     "model_attention_dropout": {"model.attention_dropout": None},
     "fp32": {"train.precision": "fp32"},

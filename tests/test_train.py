@@ -43,3 +43,43 @@ def test_a_fractional_last_epoch_gets_its_own_row(tiny_bert_dir, reviews_csv, tm
     metrics = json.loads((run_experiment(cfg, quiet=True, say=lambda *_: None) / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 1.5]
     assert all(row["train_loss"] is not None and row["seconds"] is not None for row in metrics["epochs"])
+
+
+def test_length_grouped_batches_come_in_a_seeded_random_order_not_a_sawtooth():
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from textlora.train import ShuffledLengthGroupedSampler
+
+    lengths = [int(x) for x in torch.randint(5, 300, (1603,), generator=torch.Generator().manual_seed(0))]
+    size = 8
+
+    def batches(indices):
+        return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+    sampler = ShuffledLengthGroupedSampler(size, lengths=lengths, seed=42)
+    served = batches(list(sampler))
+    grouped = batches(get_length_grouped_indices(lengths, size, generator=torch.Generator().manual_seed(42)))
+    # The same batches as transformers' grouping (so the same padding), every row once.
+    assert sorted(map(sorted, served)) == sorted(map(sorted, grouped))
+    assert sorted(i for b in served for i in b) == list(range(len(lengths)))
+    # The longest batch first, the short remainder (1603 = 200 x 8 + 3) last.
+    assert max(lengths[i] for i in served[0]) == max(lengths)
+    assert len(served[-1]) == 3 and served[-1] == grouped[-1]
+    # transformers' order falls in length through each mega-batch of 50 batches; this one does not.
+    longest = [max(lengths[i] for i in b) for b in served[:-1]]
+    falls = sum(a >= b for a, b in zip(longest, longest[1:])) / (len(longest) - 1)
+    grouped_longest = [max(lengths[i] for i in b) for b in grouped[:-1]]
+    grouped_falls = sum(a >= b for a, b in zip(grouped_longest, grouped_longest[1:])) / (len(grouped_longest) - 1)
+    assert grouped_falls > 0.95 and 0.3 < falls < 0.7
+    # The order is a function of (seed, epoch): the same again, another one next epoch.
+    assert batches(list(sampler)) == served
+    sampler.set_epoch(1)
+    assert batches(list(sampler)) != served
+    sampler.set_epoch(0)
+    assert batches(list(sampler)) == served
+    ShuffledLengthGroupedSampler.shuffle_batches = False
+    try:
+        assert batches(list(sampler)) == grouped
+    finally:
+        ShuffledLengthGroupedSampler.shuffle_batches = True

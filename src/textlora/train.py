@@ -141,15 +141,26 @@ def losses_between_evaluations(log_history: list[dict[str, Any]]) -> dict[int, f
     return {step: float(np.mean(losses)) for step, losses in by_eval.items()}
 
 
-class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-    """LengthGroupedSampler whose order depends on (seed, epoch) only.
+class ShuffledLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped batches in a random order that depends on (seed, epoch) only.
 
-    transformers' own draws from the global torch RNG, whose state at the
-    start of an epoch differs between an uninterrupted run and one resumed
-    from a checkpoint (dropout consumed it); this one makes a resumed run see
-    exactly the batches the uninterrupted run saw. The Trainer (through
-    accelerate's DataLoaderShard.set_epoch) tells it the epoch.
+    The batches are transformers' own: rows shuffled, cut into mega-batches of 50 batches, each
+    sorted by length, the longest batch first (so that running out of memory happens at once).
+    transformers then serves every mega-batch in descending length, a sawtooth: 50 steps from the
+    longest texts to the shortest, four times an epoch on a small set, the last steps before each
+    restart all short texts, whose labels need not be balanced (the shortest eighth of 1,600 IMDB
+    training reviews is 55 % positive). Here the batches after the first are served in a seeded
+    random order: the same batches, so the same padding, without the sawtooth.
+    benchmarks/train_ablation.py measures both orders against random batches.
+
+    transformers' sampler also draws from the global torch RNG, whose state at the start of an
+    epoch differs between an uninterrupted run and one resumed from a checkpoint (dropout consumed
+    it); this one makes a resumed run see exactly the batches the uninterrupted run saw. The
+    Trainer (through accelerate's DataLoaderShard.set_epoch) tells it the epoch.
     """
+
+    shuffle_batches = True
+    """False serves the batches in transformers' order (benchmarks/train_ablation.py measures both)."""
 
     def __init__(self, *args, seed: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -159,12 +170,24 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         self.epoch = epoch
 
     def __iter__(self):
-        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return super().__iter__()
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        indices = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+        if not self.shuffle_batches:
+            return iter(indices)
+        size = self.batch_size
+        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
+        # The longest batch stays first; a short last batch stays last, or the data loader, which
+        # cuts this stream into consecutive batches, would mix the batches after it.
+        last = len(batches) if len(batches[-1]) == size else len(batches) - 1
+        middle = [batches[1 + int(i)] for i in torch.randperm(max(last - 1, 0), generator=generator)]
+        ordered = batches[:1] + middle + batches[max(last, 1):]
+        return iter([i for batch in ordered for i in batch])
 
 
 class TextloraTrainer(Trainer):
-    """The Trainer with label-word scoring at evaluation and the epoch-seeded length-grouped sampler."""
+    """The Trainer with label-word scoring at evaluation and the shuffled, epoch-seeded length-grouped sampler."""
 
     def __init__(self, *args, label_targets: list[list[int]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -212,7 +235,7 @@ class TextloraTrainer(Trainer):
         if self.args.train_sampling_strategy != "group_by_length" or sampler is None:
             return sampler
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+        return ShuffledLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
 
 
 class ValidationMetrics:
