@@ -120,7 +120,9 @@ def tiny_run(tmp_path_factory, tiny_bert_dir, reviews_csv) -> Path:
     from textlora.pipeline import run_experiment
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_config(None, tiny_overrides(tiny_bert_dir, reviews_csv, out, name="tiny"))
+    # 5 epochs: test accuracy 0.95-1.00 on seeds 42-47 with either batch order; after 3 it was
+    # 0.87-1.00, so a test of "it learned" (>= 0.9) passed or failed with the batch order.
+    cfg = load_config(None, tiny_overrides(tiny_bert_dir, reviews_csv, out, name="tiny", **{"train.epochs": 5}))
     return run_experiment(cfg, quiet=True, say=lambda *_: None)
 
 

@@ -159,9 +159,11 @@ def test_objective_is_decided_in_one_place():
 
 @pytest.fixture(scope="module")
 def causal_run(llama_dir, reviews_csv, tmp_path_factory) -> Path:
+    # lr 1e-2 for 5 epochs learns the keywords on every seed tried (test accuracy 0.90-0.99 on seeds
+    # 42-47); 3e-2 for 3 epochs, before, ranged from 0.51 to 0.98 with the batch order.
     return train_tiny(llama_dir, reviews_csv, tmp_path_factory.mktemp("runs"), name="causal", **{
-        "model.objective": "label_words", "model.max_length": 48, "train.learning_rate": 3e-2,
-        "lora.target_modules": "all-linear"})
+        "model.objective": "label_words", "model.max_length": 48, "train.learning_rate": 1e-2,
+        "train.epochs": 5, "lora.target_modules": "all-linear"})
 
 
 def test_decoder_learns_label_words_with_lora_and_beats_its_zero_shot_row(causal_run):
