@@ -13,24 +13,40 @@ from pathlib import Path
 from typing import Any
 
 
+SPEED_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
+
+
 def machine_info() -> dict[str, Any]:
     import importlib.metadata as md
 
-    cpu = platform.processor()
+    cpu, family, model, flags = platform.processor(), None, None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name":
+                cpu = value
+            elif key == "cpu family":
+                family = value
+            elif key == "model":
+                model = value
+            elif key == "flags":
+                flags = set(value.split())
+                break  # the first core's lines are enough
     except OSError:
         pass
     versions = {}
-    for name in ("torch", "transformers", "peft", "datasets", "scikit-learn", "textlora", "fastapi", "uvicorn"):
+    for name in ("torch", "transformers", "peft", "datasets", "scikit-learn", "textlora", "fastapi", "uvicorn",
+                 "onnxruntime"):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions,
+    info = {"cpu": cpu, "cpu_family_model": [family, model],
+            # What decides the speed of each precision: bf16 matmuls are native with avx512_bf16 or
+            # amx_bf16; int8 products accumulate in int32 directly with a VNNI flag, in saturating int16
+            # pairs without one (onnxruntime's dynamic int8 on AVX2-only CPUs).
+            "cpu_flags": sorted(flags & SPEED_FLAGS),
+            "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions,
             # Other work on the machine slows one side of a comparison; this says how busy it was.
             "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
     try:
