@@ -466,6 +466,24 @@ def mean_sd(values: list[float]) -> dict:
             "n": len(values), "min": float(min(values)), "max": float(max(values))}
 
 
+def paired_difference(runs: list[dict], against: list[dict]) -> dict | None:
+    """Accuracy of `runs` minus `against`, seed by seed, in points: mean, sd, and two tests of a zero
+    mean difference (paired t-test, and Wilcoxon's signed-rank test, which assumes no normality)."""
+    from scipy import stats
+
+    other = {r["seed"]: r["accuracy"].get("shipped_fp32") for r in against}
+    diffs = [100 * (r["accuracy"]["shipped_fp32"] - other[r["seed"]]) for r in runs
+             if other.get(r["seed"]) is not None and r["accuracy"].get("shipped_fp32") is not None]
+    if len(diffs) < 2:
+        return None
+    out = {**mean_sd(diffs), "by_seed": {r["seed"]: round(d, 2) for r, d in zip(runs, diffs)},
+           "lower_on_seeds": sum(d < 0 for d in diffs), "higher_on_seeds": sum(d > 0 for d in diffs)}
+    if any(d != 0 for d in diffs):
+        out["paired_t_p"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+        out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
+    return out
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
     for max_length in sorted({r["max_length"] for r in runs}):
@@ -495,11 +513,14 @@ def summarise(runs: list[dict]) -> list[dict]:
                 # The reference's seed spread: its range over seeds (and mean +- 2 sd beside it).
                 row["accuracy_within_reference_range"] = ref_acc["min"] <= acc["mean"] <= ref_acc["max"]
                 row["accuracy_minus_reference_points"] = 100 * (acc["mean"] - ref_acc["mean"])
-                paired = {r["seed"]: r["accuracy"].get("shipped_fp32") for r in ref}
-                diffs = [r["accuracy"]["shipped_fp32"] - paired[r["seed"]] for r in mine
-                         if paired.get(r["seed"]) is not None and r["accuracy"].get("shipped_fp32") is not None]
-                if len(diffs) >= 2:
-                    row["paired_difference_points"] = mean_sd([100 * d for d in diffs])
+                paired = paired_difference(mine, ref)
+                if paired:
+                    row["paired_difference_points"] = paired
+            if variant not in ("reference", "textlora"):
+                # The lever alone: this variant against textlora with every lever on, seed by seed.
+                paired = paired_difference(mine, [r for r in at if r["variant"] == "textlora"])
+                if paired:
+                    row["paired_difference_vs_textlora_points"] = paired
             rows.append(row)
     return rows
 
