@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 SPEED_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
 
@@ -72,6 +74,25 @@ def matmul_peak_gflops(dtype, size: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def paired_seed_differences(differences: dict[int, float]) -> dict[str, Any] | None:
+    """Differences between two variants run on the same seeds ({seed: points}): mean, sd, range, how
+    many seeds went each way, and two tests of a zero mean difference: the paired t-test and
+    Wilcoxon's signed-rank test (which does not assume normal differences). None below 2 seeds."""
+    from scipy import stats
+
+    values = list(differences.values())
+    if len(values) < 2:
+        return None
+    out = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "n": len(values),
+           "min": float(min(values)), "max": float(max(values)),
+           "by_seed": {seed: round(value, 2) for seed, value in differences.items()},
+           "higher_on_seeds": sum(v > 0 for v in values), "lower_on_seeds": sum(v < 0 for v in values)}
+    if any(v != 0 for v in values):
+        out["paired_t_p"] = float(stats.ttest_1samp(values, 0.0).pvalue)
+        out["wilcoxon_p"] = float(stats.wilcoxon(values).pvalue)
+    return out
 
 
 def write_result(path: Path, figures: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import paired_seed_differences, write_result  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -467,21 +467,11 @@ def mean_sd(values: list[float]) -> dict:
 
 
 def paired_difference(runs: list[dict], against: list[dict]) -> dict | None:
-    """Accuracy of `runs` minus `against`, seed by seed, in points: mean, sd, and two tests of a zero
-    mean difference (paired t-test, and Wilcoxon's signed-rank test, which assumes no normality)."""
-    from scipy import stats
-
+    """Accuracy of `runs` minus `against`, seed by seed, in points (common.paired_seed_differences)."""
     other = {r["seed"]: r["accuracy"].get("shipped_fp32") for r in against}
-    diffs = [100 * (r["accuracy"]["shipped_fp32"] - other[r["seed"]]) for r in runs
-             if other.get(r["seed"]) is not None and r["accuracy"].get("shipped_fp32") is not None]
-    if len(diffs) < 2:
-        return None
-    out = {**mean_sd(diffs), "by_seed": {r["seed"]: round(d, 2) for r, d in zip(runs, diffs)},
-           "lower_on_seeds": sum(d < 0 for d in diffs), "higher_on_seeds": sum(d > 0 for d in diffs)}
-    if any(d != 0 for d in diffs):
-        out["paired_t_p"] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
-        out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
-    return out
+    return paired_seed_differences({r["seed"]: 100 * (r["accuracy"]["shipped_fp32"] - other[r["seed"]]) for r in runs
+                                    if other.get(r["seed"]) is not None
+                                    and r["accuracy"].get("shipped_fp32") is not None})
 
 
 def summarise(runs: list[dict]) -> list[dict]:
