@@ -325,6 +325,14 @@ def textlora_config(source: str, max_length: int, seed: int, steps: int, batch_s
     return config_from_dict(raw)
 
 
+def textlora_defaults() -> dict:
+    """The levers as textlora's config sets them when a recipe says nothing: what `textlora` means here."""
+    from textlora.config import ModelConfig, TrainConfig
+
+    return {"train.group_by_length": TrainConfig().group_by_length, "model.attention_dropout":
+            ModelConfig().attention_dropout, "train.precision": TrainConfig().precision}
+
+
 VARIANT_CONFIG = {
     "textlora": {}, "no_dynamic_padding": {}, "no_bf16_frozen": {}, "bf16_linear_only": {}, "sorted_length_groups": {},
     "no_length_grouping": {"train.group_by_length": False},
@@ -594,7 +602,8 @@ def main() -> None:
                 "timed_region": "batch fetch + on_step_begin..on_step_end of every optimizer step; "
                                 "no logging, evaluation or checkpoint inside; samples_per_s leaves the first "
                                 "step out (allocation, kernel choice), samples_per_s_all_steps keeps it",
-                "accuracy": "trained tensors on a fresh fp32 base, merged in fp32, scored in fp32 (as shipped)"}
+                "accuracy": "trained tensors on a fresh fp32 base, merged in fp32, scored in fp32 (as shipped)",
+                "textlora_defaults": textlora_defaults()}
     extra: dict = {}
     if args.numerics:
         probe = test if len(test) >= 32 else load_rows(args.data, 1, 32, args.data_seed)[1]
