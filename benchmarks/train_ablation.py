@@ -612,9 +612,13 @@ def main() -> None:
         print(json.dumps(extra["numerics_before_training"], indent=1), flush=True)
 
     def save(complete: bool) -> None:
+        # settings.grid and seeds are the last command's; a --resume that added seeds for some variants
+        # leaves runs of others: runs_by_variant says what the file holds.
+        held = {f"{r['max_length']}:{r['variant']}": sorted(x["seed"] for x in runs if x["variant"] == r["variant"]
+                                                            and x["max_length"] == r["max_length"]) for r in runs}
         write_result(args.out, {"benchmark": "train_ablation", "complete": complete, "commands": commands,
                                 **({"note": args.note} if args.note else {}),
-                                "settings": settings,
+                                "settings": settings, "runs_by_variant": held,
                                 **extra, "summary": summarise(runs), "runs": runs})
 
     for index, seed in enumerate(args.seeds):
