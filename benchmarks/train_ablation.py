@@ -613,13 +613,13 @@ def main() -> None:
 
     def save(complete: bool) -> None:
         # settings.grid and seeds are the last command's; a --resume that added seeds for some variants
-        # leaves runs of others: runs_by_variant says what the file holds.
-        held = {f"{r['max_length']}:{r['variant']}": sorted(x["seed"] for x in runs if x["variant"] == r["variant"]
-                                                            and x["max_length"] == r["max_length"]) for r in runs}
+        # leaves runs of others: runs_by_variant says what the file holds (the summary's seeds, up front).
+        summary = summarise(runs)
+        held = {f"{row['max_length']}:{row['variant']}": row["seeds"] for row in summary}
         write_result(args.out, {"benchmark": "train_ablation", "complete": complete, "commands": commands,
                                 **({"note": args.note} if args.note else {}),
                                 "settings": settings, "runs_by_variant": held,
-                                **extra, "summary": summarise(runs), "runs": runs})
+                                **extra, "summary": summary, "runs": runs})
 
     for index, seed in enumerate(args.seeds):
         for max_length, variants in grid:
