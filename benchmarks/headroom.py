@@ -9,7 +9,8 @@ and where the rest of the time goes.
    is timed (best of --repeats after a warm-up) through torch.nn.functional.linear in fp32 and, where
    bf16 is native, in bf16 (inputs and weights bf16, as textlora holds the frozen base), for M =
    batch x tokens from 16 to 64 x 512. The layer's mix (4 x 384x384 + 384x1536 + 1536x384) at its
-   peak is the yardstick: "shape-peak".
+   peak is the yardstick: "shape-peak". int8 too (torch._int_mm, int8 x int8 -> int32: the matmul an
+   int8 backend runs, activation quantization not counted), for the ceilings of point 5.
 2. Training FLOP/s: textlora's real train stage (textlora.train.train_model, LoRA r=8 on query/value
    + pooler + head, as in train_ablation.py) for --steps optimizer steps per configuration, timed as
    train_ablation.py times them (batch fetch through on_step_end). FLOPs are counted analytically from
@@ -23,6 +24,11 @@ and where the rest of the time goes.
    batches, self CPU time grouped by op type: matmul, attention, LayerNorm, GELU, dropout, casts,
    other elementwise, embedding, loss, optimizer, data collation; Python / framework time is the
    rest of the wall time.
+5. Inference ceilings: per matmul precision (bf16, int8), the fp32 inference run with its linear
+   layers sped up by that precision's shape-peak over fp32's and everything else (attention, GELU,
+   LayerNorm, casts, Python) as fast as in the fastest measured precision: over the measured fp32
+   texts/s, the most a change of matmul precision can buy on this CPU (issue 15's inference goals
+   are ratios to fp32 throughput).
 
 Writes benchmarks/results/headroom.json.
 """
@@ -56,35 +62,49 @@ LINEAR_PER_TOKEN = sum(i * o * c for i, o, c in LAYER_SHAPES) * LAYERS  # weight
 
 
 def linear_gflops(m: int, k: int, n: int, dtype, repeats: int) -> float:
-    """Best of `repeats` samples, each the mean of enough calls to last ~20 ms (small shapes take ~0.1 ms)."""
-    x = torch.randn(m, k).to(dtype)
-    w = torch.randn(n, k).to(dtype)
+    """Best of `repeats` samples, each the mean of enough calls to last ~20 ms (small shapes take ~0.1 ms).
+
+    int8: torch._int_mm (int8 x int8 -> int32, oneDNN; VNNI where the CPU has it), the matmul an int8
+    backend runs once weights and activations are quantized; the quantization of the activations
+    is not in it, so this is a ceiling for int8, not what a backend reaches."""
+    if dtype == torch.int8:
+        x = torch.randint(-128, 128, (m, k), dtype=torch.int8)
+        w = torch.randint(-128, 128, (n, k), dtype=torch.int8).t()  # (k, n), laid out as a Linear weight
+
+        def call():
+            return torch._int_mm(x, w)
+    else:
+        x = torch.randn(m, k).to(dtype)
+        w = torch.randn(n, k).to(dtype)
+
+        def call():
+            return torch.nn.functional.linear(x, w)
     start = time.perf_counter()
     for _ in range(3):  # warm-up: oneDNN picks and caches its kernel
-        torch.nn.functional.linear(x, w)
+        call()
     calls = max(1, int(0.02 / ((time.perf_counter() - start) / 3)))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(calls):
-            torch.nn.functional.linear(x, w)
+            call()
         best = min(best, (time.perf_counter() - start) / calls)
     return 2 * m * k * n / best / 1e9
 
 
 def shape_peaks(ms: list[int], dtypes: dict, repeats: int) -> dict:
-    """GFLOP/s of each MiniLM shape and of the layer's mix, per dtype and M."""
-    out = {}
-    for name, dtype in dtypes.items():
-        rows = {}
-        for m in ms:
+    """GFLOP/s of each MiniLM shape and of the layer's mix, per dtype and M. The dtypes of one shape
+    are timed one after the other, so their ratios hold even where the machine's speed drifts
+    (a shared 2-core VM's fp32 peak moved by a third between runs minutes apart)."""
+    out: dict[str, dict] = {name: {} for name in dtypes}
+    for m in ms:
+        for name, dtype in dtypes.items():
             shapes = {f"{k}x{n}": linear_gflops(m, k, n, dtype, repeats) for k, n, _ in LAYER_SHAPES}
             flops = sum(2 * m * k * n * c for k, n, c in LAYER_SHAPES)
             seconds = sum(2 * m * k * n * c / (shapes[f"{k}x{n}"] * 1e9) for k, n, c in LAYER_SHAPES)
-            rows[str(m)] = {**{k: round(v, 1) for k, v in shapes.items()}, "layer_mix": round(flops / seconds / 1e9, 1)}
-            print(f"shape peak {name} M={m:6d}: " + ", ".join(f"{k} {v:.0f}" for k, v in rows[str(m)].items())
+            out[name][str(m)] = {**{k: round(v, 1) for k, v in shapes.items()}, "layer_mix": round(flops / seconds / 1e9, 1)}
+            print(f"shape peak {name} M={m:6d}: " + ", ".join(f"{k} {v:.0f}" for k, v in out[name][str(m)].items())
                   + " GFLOP/s", flush=True)
-        out[name] = rows
     return out
 
 
@@ -305,18 +325,50 @@ def infer_measure(source, test, max_length: int, precision: str, peaks: dict, ba
     seconds = time.perf_counter() - start
     flops = sum(infer_flops(b, length)["total"] for b, length in shapes)
     linear = sum(infer_flops(b, length)["linear"] for b, length in shapes)
-    ideal = sum(infer_flops(b, length)["linear"] / peak_at(peaks, precision, b * length) for b, length in shapes)
+    ideal = {dtype: sum(infer_flops(b, length)["linear"] / peak_at(peaks, dtype, b * length) for b, length in shapes)
+             for dtype in peaks}
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         began = time.perf_counter()
         predict_logits(model, {k: v[: 2 * batch_size] for k, v in encoded.items()}, tokenizer, batch_size)
         wall = time.perf_counter() - began
+    profile = breakdown(prof, wall)
     row = {"precision": precision, "batch_size": batch_size, "max_length": max_length, "texts": len(lengths),
            "seconds": seconds, "texts_per_s": len(lengths) / seconds, "flops_per_s_executed": flops / seconds,
-           "matmul_flops_per_s": linear / seconds, "share_of_shape_peak": ideal / seconds,
-           "profile": breakdown(prof, wall)}
+           "matmul_flops_per_s": linear / seconds, "share_of_shape_peak": ideal[precision] / seconds,
+           "linear_seconds_at_shape_peak": ideal,
+           # Everything but the linear layers (attention, GELU, LayerNorm, casts, Python), as a share of
+           # the profiled batches' wall time, applied to the timed run.
+           "non_matmul_seconds": seconds * (1 - profile["seconds"].get("matmul", 0.0) / wall),
+           "profile": profile}
     print(f"infer {precision} b{batch_size} len {max_length}: {row['texts_per_s']:.1f} texts/s, "
           f"{row['flops_per_s_executed'] / 1e9:.0f} GFLOP/s, {row['share_of_shape_peak']:.0%} of the shape-peak", flush=True)
     return row
+
+
+def inference_ceilings(inference: list[dict], peaks: dict) -> dict:
+    """The most texts/s a change of matmul precision could buy at each length: the fp32 run with its
+    linear layers sped up by the ratio of the precision's shape-peak to fp32's at each batch's M
+    (int8: activations quantized for free), and everything else (attention, GELU, LayerNorm, casts,
+    Python) as fast as the fastest measured precision ran it (bf16 halves the bytes the elementwise
+    ops move). Ratios of peaks timed back to back, applied to the fp32 run's own matmul time, so a
+    drift of the machine's speed between the peaks and the run cancels."""
+    out = {}
+    for length in sorted({r["max_length"] for r in inference}):
+        rows = [r for r in inference if r["max_length"] == length]
+        fp32 = next(r for r in rows if r["precision"] == "fp32")
+        matmul = fp32["seconds"] - fp32["non_matmul_seconds"]
+        rest = min(r["non_matmul_seconds"] for r in rows)
+        out[str(length)] = {"texts": fp32["texts"], "measured_fp32_texts_per_s": fp32["texts_per_s"],
+                            "fp32_matmul_seconds": matmul,
+                            "non_matmul_seconds": {r["precision"]: r["non_matmul_seconds"] for r in rows}}
+        for dtype in peaks:
+            speed = fp32["linear_seconds_at_shape_peak"]["fp32"] / fp32["linear_seconds_at_shape_peak"][dtype]
+            ceiling = fp32["texts"] / (rest + matmul / speed)
+            out[str(length)][dtype] = {"matmul_speed_vs_fp32": speed, "ceiling_texts_per_s": ceiling,
+                                       "ceiling_vs_measured_fp32": ceiling / fp32["texts_per_s"]}
+            print(f"ceiling {dtype} len {length}: matmuls {speed:.2f}x fp32's -> at most "
+                  f"{ceiling / fp32['texts_per_s']:.2f}x the measured fp32 texts/s", flush=True)
+    return out
 
 
 def main() -> None:
@@ -346,7 +398,7 @@ def main() -> None:
     dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if native_bf16 else {})}
     square = {name: matmul_peak_gflops(dtype) for name, dtype in dtypes.items()}
     print("square 2048^3: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in square.items()), flush=True)
-    peaks = shape_peaks(args.ms, dtypes, args.repeats)
+    peaks = shape_peaks(args.ms, {**dtypes, "int8": torch.int8}, args.repeats)
     train, test = load_rows(args.data, 4000, args.infer_rows, 0)
     training = []
     for spec in args.train:
@@ -362,7 +414,7 @@ def main() -> None:
                    "linear_weights_per_token": LINEAR_PER_TOKEN, "lora": LORA},
         "flop_model": "training per token: 4 N linear (forward + input gradients, frozen base) + LoRA; per "
                       "sequence and layer 12 d L^2 attention; inference: 2 N + 4 d L^2; padded shapes",
-        "training": training, "inference": inference,
+        "training": training, "inference": inference, "inference_ceilings": inference_ceilings(inference, peaks),
     })
 
 
